@@ -1,0 +1,167 @@
+"""What the Slicer module's Logic does, without Qt: MRML -> core, one core call, core -> MRML.
+
+Three steps, so the GUI can run the middle one in a background thread:
+
+1. :func:`image_for_volume_node` (main thread): the selected volume as a validated SimpleITK image;
+2. :func:`run_segmenter` (any thread): ``Segmenter.segment`` on that image;
+3. :func:`add_result_nodes` (main thread): the segmentation and heatmap nodes, or nothing on failure.
+
+:func:`segment_volume_node` chains them for batch scripts and tests. Nothing here imports torch at
+import time, so :func:`missing_requirements` can run before the dependencies are installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import SimpleITK as sitk
+
+from . import mrml
+from .errors import Cancelled, SpineSegDiffError
+from .io import validate_volume
+from .review import Region, uncertain_regions
+
+if TYPE_CHECKING:
+    from .options import SegmentOptions
+    from .pipeline import SegmentationResult, Segmenter
+
+REQUIREMENTS: dict[str, str] = {
+    "torch": "torch>=2.2",
+    "monai": "monai==1.6.1",
+    "nnunetv2": "nnunetv2==2.8.1",
+    "scipy": "scipy",
+}
+"""Import name -> pip requirement of what the core needs beyond what Slicer ships (torch comes from
+the PyTorch extension when it is installed)."""
+SEGMENTATION_SUFFIX = " SpineSegDiff"
+HEATMAP_SUFFIX = " uncertainty"
+
+
+def missing_requirements() -> list[str]:
+    """Pip requirements of the packages that cannot be imported here (empty when all are present)."""
+    return [spec for name, spec in REQUIREMENTS.items() if importlib.util.find_spec(name) is None]
+
+
+@dataclass(frozen=True)
+class ResultNodes:
+    """The nodes one run adds to the scene."""
+
+    segmentation: Any
+    heatmap: Any
+
+
+def image_for_volume_node(volume_node) -> sitk.Image:
+    """The volume as a SimpleITK image, refused with a clear reason if it cannot be segmented."""
+    image = mrml.image_from_volume_node(volume_node)
+    validate_volume(image, volume_node.GetName())
+    return image
+
+
+def run_segmenter(segmenter: Segmenter, image: sitk.Image, options: SegmentOptions,
+                  progress: Callable[[str, float], None] | None = None) -> SegmentationResult:
+    """The one core call; touches no MRML, so it may run in a background thread."""
+    return segmenter.segment(image, options, progress)
+
+
+def add_result_nodes(scene, volume_node, result: SegmentationResult, closed_surface: bool = True) -> ResultNodes:
+    """Segmentation and heatmap nodes on the input volume's grid; the scene is left unchanged on failure."""
+    name = volume_node.GetName()
+    with mrml.removed_on_failure(scene):
+        segmentation = mrml.labels_to_segmentation_node(
+            scene, result.labels, volume_node, name + SEGMENTATION_SUFFIX, closed_surface=closed_surface)
+        heatmap = mrml.heatmap_to_volume_node(scene, result.uncertainty, name + HEATMAP_SUFFIX)
+        for node in (segmentation, heatmap):
+            mrml.place_like(node, volume_node)
+        return ResultNodes(segmentation, heatmap)
+
+
+def segment_volume_node(scene, volume_node, segmenter: Segmenter, options: SegmentOptions,
+                        progress: Callable[[str, float], None] | None = None,
+                        closed_surface: bool = True) -> tuple[ResultNodes, SegmentationResult]:
+    """All three steps in the calling thread (batch scripts, tests)."""
+    image = image_for_volume_node(volume_node)
+    result = run_segmenter(segmenter, image, options, progress)
+    return add_result_nodes(scene, volume_node, result, closed_surface), result
+
+
+def review_regions(result: SegmentationResult, threshold: float = 0.5, max_regions: int = 20) -> list[Region]:
+    """The most uncertain regions of a result on the input grid (see :func:`~.review.uncertain_regions`)."""
+    return uncertain_regions(sitk.GetArrayViewFromImage(result.uncertainty), sitk.GetArrayViewFromImage(result.labels),
+                             result.uncertainty.GetSpacing(), threshold, max_regions)
+
+
+def save_result_nodes(nodes: ResultNodes, out_dir: Path, stem: str) -> dict[str, Path]:
+    """Write ``STEM.seg.nrrd`` and ``STEM_uncertainty.nrrd``; returns the paths. Temporary storage nodes are removed."""
+    import slicer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"segmentation": out_dir / f"{stem}.seg.nrrd", "uncertainty": out_dir / f"{stem}_uncertainty.nrrd"}
+    writers = {"segmentation": (nodes.segmentation, slicer.vtkMRMLSegmentationStorageNode),
+               "uncertainty": (nodes.heatmap, slicer.vtkMRMLVolumeArchetypeStorageNode)}
+    for key, (node, storage_class) in writers.items():
+        storage = storage_class()
+        storage.SetFileName(str(paths[key]))
+        storage.SetUseCompression(True)
+        if not storage.WriteData(node):
+            raise SpineSegDiffError(f"{paths[key]} could not be written", "check the output folder")
+    return paths
+
+
+class BackgroundJob:
+    """Runs ``work(progress)`` in a daemon thread; the GUI polls :attr:`done`, :attr:`stage`, :attr:`fraction`.
+
+    :meth:`cancel` makes the next progress report raise :class:`~.errors.Cancelled`, and a result
+    that arrives after a cancel is discarded. After :attr:`done`, exactly one of :attr:`result` and
+    :attr:`error` is set.
+    """
+
+    def __init__(self, work: Callable[[Callable[[str, float], None]], Any]) -> None:
+        self._work = work
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="SpineSegDiff", daemon=True)
+        self.stage = "starting"
+        self.fraction = 0.0
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def start(self) -> BackgroundJob:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job ends (for scripts and tests); True when it has."""
+        return self._finished.wait(timeout)
+
+    def progress(self, stage: str, fraction: float) -> None:
+        """The core's progress callback (called from the worker thread)."""
+        if self._cancel.is_set():
+            raise Cancelled()
+        self.stage, self.fraction = stage, min(max(float(fraction), 0.0), 1.0)
+
+    def _run(self) -> None:
+        try:
+            result = self._work(self.progress)
+            if self._cancel.is_set():
+                raise Cancelled()
+            self.result = result
+        except BaseException as error:  # reported to the GUI thread, never lost
+            self.error = error
+        finally:
+            self._finished.set()

@@ -1,0 +1,88 @@
+"""User-facing options and quality presets (one frozen dataclass, no behaviour by string dispatch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .errors import SpineSegDiffError
+from .sampling import SamplingOptions
+
+PRESETS: dict[str, dict[str, int]] = {
+    "fast": {"samples": 5, "steps": 5, "fused_steps": 5},
+    "standard": {"samples": 15, "steps": 10, "fused_steps": 10},
+    "paper": {"samples": 15, "steps": 31, "fused_steps": 10},
+}
+"""Points on the accuracy-vs-cost curve measured by ``bench/accuracy_vs_cost.py``."""
+MODES = ("central", "slices")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Everything that changes a segmentation; ``None`` fields take the preset's value.
+
+    Attributes:
+        mode: ``central`` (the paper's central sagittal slice) or ``slices`` (every sagittal slice).
+        preset: ``fast``, ``standard`` or ``paper``.
+        refine: False runs the nnU-Net presegmentation only.
+        slice_index: in central mode, process this index along the left-right axis instead.
+    """
+
+    mode: str = "central"
+    preset: str = "standard"
+    samples: int | None = None
+    steps: int | None = None
+    fused_steps: int | None = None
+    t_start: int | None = None
+    eta: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    refine: bool = True
+    slice_index: int | None = None
+    sample_batch: int | None = None
+    bfloat16: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise SpineSegDiffError(f"unknown mode {self.mode!r}", f"choose one of {', '.join(MODES)}")
+        if self.preset not in PRESETS:
+            raise SpineSegDiffError(f"unknown preset {self.preset!r}", f"choose one of {', '.join(PRESETS)}")
+        if self.device not in DEVICES:
+            raise SpineSegDiffError(f"unknown device {self.device!r}", f"choose one of {', '.join(DEVICES)}")
+        for name in ("samples", "steps", "fused_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SpineSegDiffError(f"{name} must be at least 1, got {value}")
+
+    def with_overrides(self, **changes) -> SegmentOptions:
+        return replace(self, **changes)
+
+    def sampling(self, t_start_default: int, device: torch.device) -> SamplingOptions:
+        """Resolve the preset and device-dependent defaults into :class:`SamplingOptions`."""
+        preset = PRESETS[self.preset]
+        samples = self.samples or preset["samples"]
+        t_start = self.t_start if self.t_start is not None else t_start_default
+        steps = min(self.steps or preset["steps"], t_start + 1)
+        fused = min(self.fused_steps or preset["fused_steps"], steps)
+        on_gpu = device.type != "cpu"
+        return SamplingOptions(
+            samples=samples, steps=steps, fused_steps=fused, t_start=t_start, eta=self.eta, seed=self.seed,
+            sample_batch=self.sample_batch or (samples if on_gpu else 1),
+            bfloat16=on_gpu if self.bfloat16 is None else self.bfloat16,
+        )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if name == "auto":
+        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
+    if not available[name]:
+        raise SpineSegDiffError(f"device {name!r} is not available on this computer", "use --device auto or cpu")
+    return torch.device(name)

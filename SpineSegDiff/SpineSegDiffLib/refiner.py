@@ -1,0 +1,65 @@
+"""Loads a diffusion model folder and refines one slice's presegmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .errors import SpineSegDiffError
+from .labels import NUM_CLASSES
+from .models import ModelFolder
+from .networks import NetworkConfig, SpineSegDiffNet
+from .postprocess import one_hot
+from .sampling import SamplingOptions, make_scheduler, refine
+
+IMAGE_SCALE = 255.0
+
+
+def image_to_network(image: np.ndarray) -> np.ndarray:
+    """Model-space intensities 0..255 -> the network's input range -1..1 (same shape)."""
+    return image / IMAGE_SCALE * 2.0 - 1.0
+
+
+def load_network(model: ModelFolder, device: torch.device) -> SpineSegDiffNet:
+    """Build the network from ``config.json`` and load ``weights.pt`` (weights only, strict)."""
+    network = model.config["network"]
+    config = NetworkConfig(**{**network, "features": tuple(network["features"])})
+    net = SpineSegDiffNet(config)
+    try:
+        state = torch.load(model.file("weights.pt"), map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError) as error:
+        raise SpineSegDiffError(
+            f"the weights in {model.path} do not fit the architecture in its config.json ({str(error)[:200]})",
+            "reinstall the model",
+        ) from None
+    return net.to(device).eval()
+
+
+class DiffusionRefiner:
+    """``refiner(image (H, W), presegmentation (H, W), options) -> (probs (K,H,W), unc (H,W), class unc (K,H,W))``."""
+
+    def __init__(self, model: ModelFolder, device: torch.device) -> None:
+        self.device = device
+        self.net = load_network(model, device)
+        diffusion = model.config["diffusion"]
+        self.scheduler = make_scheduler(diffusion["num_train_timesteps"])
+        self.t_start_default = int(diffusion["t_start"])
+
+    def __call__(self, image: np.ndarray, presegmentation: np.ndarray, options: SamplingOptions,
+                 on_step: Callable[[float], None] | None = None):
+        image_t = torch.from_numpy(image_to_network(image)[None, None].astype(np.float32)).to(self.device)
+        preseg_t = torch.from_numpy(one_hot(presegmentation, NUM_CLASSES)[None]).to(self.device)
+        done = [0]
+
+        def step() -> None:
+            done[0] += 1
+            if on_step is not None:
+                on_step(done[0] / options.steps)
+
+        probabilities, uncertainty, class_uncertainty = refine(
+            self.net, self.scheduler, image_t, preseg_t, options, step
+        )
+        return (probabilities.cpu().numpy(), uncertainty.cpu().numpy(), class_uncertainty.cpu().numpy())

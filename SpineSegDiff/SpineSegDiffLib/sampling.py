@@ -1,0 +1,128 @@
+"""DDIM refinement of a presegmentation: S chains, batched, started from the noised presegmentation.
+
+The noise schedule comes from MONAI's ``DDIMScheduler`` (cosine, x0 prediction). We pick the
+timestep pairs ourselves: MONAI spaces ``set_timesteps`` with linspace but ``step()`` always jumps by
+``T // n``, and the two disagree when ``n`` does not divide ``T``. :func:`ddim_step` is the DDIM
+update (Song et al. 2021, eq. 12) for an explicit pair ``(t, t_prev)`` on MONAI's ``alphas_cumprod``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.networks.schedulers import DDIMScheduler
+
+from .fusion import StepFusion
+from .networks import SpineSegDiffNet
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How the S chains run.
+
+    Attributes:
+        samples: S, the number of parallel chains.
+        steps: network evaluations per chain, from ``t_start`` down to 0.
+        fused_steps: Ts, the last steps fused (eq. 3) and used for the heatmap (eq. 4-5).
+        t_start: the timestep the presegmentation is noised to (``< T``).
+        eta: DDIM stochasticity (0 = deterministic after the initial noise).
+        seed: seed of all noise; the same seed gives the same result on the same device.
+        sample_batch: chains evaluated per network call (memory / cache trade-off).
+        bfloat16: run the networks under bfloat16 autocast.
+    """
+
+    samples: int = 15
+    steps: int = 10
+    fused_steps: int = 10
+    t_start: int = 20
+    eta: float = 0.0
+    seed: int = 0
+    sample_batch: int = 15
+    bfloat16: bool = False
+
+
+def make_scheduler(num_train_timesteps: int) -> DDIMScheduler:
+    """The cosine, x0-predicting DDIM schedule shared by training and inference."""
+    return DDIMScheduler(
+        num_train_timesteps=num_train_timesteps, schedule="cosine", prediction_type="sample", clip_sample=True
+    )
+
+
+def timestep_pairs(t_start: int, steps: int) -> list[tuple[int, int]]:
+    """``steps`` evenly spaced timesteps from ``t_start`` to 0, as ``(t, t_prev)`` pairs.
+
+    The last pair is ``(0, -1)``: -1 means the clean image. Raises ``ValueError`` when the timesteps
+    would repeat (``steps > t_start + 1``).
+    """
+    if steps < 1 or steps > t_start + 1:
+        raise ValueError(f"steps must be in 1..{t_start + 1} for t_start={t_start}, got {steps}")
+    timesteps = np.round(np.linspace(t_start, 0, steps)).astype(int).tolist() if steps > 1 else [t_start]
+    return list(zip(timesteps, timesteps[1:] + [-1]))
+
+
+def ddim_step(
+    scheduler: DDIMScheduler, x0: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int,
+    eta: float = 0.0, noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One DDIM update from ``t`` to ``t_prev`` given the predicted ``x0``; shapes equal ``x_t``."""
+    alphas = scheduler.alphas_cumprod
+    a_t = alphas[t].item()
+    a_prev = alphas[t_prev].item() if t_prev >= 0 else 1.0
+    eps = (x_t - a_t**0.5 * x0) / (1 - a_t) ** 0.5
+    sigma = eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5
+    x_prev = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
+    if sigma > 0 and noise is not None:
+        x_prev = x_prev + sigma * noise
+    return x_prev
+
+
+def _logits_for_all_samples(net, x_t, t, image, features, batch: int) -> torch.Tensor:
+    steps = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
+    chunks = [
+        net.denoiser(x_chunk, t_chunk, image, features)
+        for x_chunk, t_chunk in zip(x_t.split(batch), steps.split(batch))
+    ]
+    return torch.cat(chunks).float()
+
+
+@torch.inference_mode()
+def refine(
+    net: SpineSegDiffNet, scheduler: DDIMScheduler, image: torch.Tensor, presegmentation: torch.Tensor,
+    options: SamplingOptions, on_step: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Refine one image's presegmentation with S DDIM chains and fuse them.
+
+    Args:
+        net: the dual-encoder network, on the target device.
+        scheduler: from :func:`make_scheduler`.
+        image: ``(1, C, *spatial)`` normalised image.
+        presegmentation: ``(1, K, *spatial)`` one-hot presegmentation in {0, 1}.
+        options: sampling options.
+        on_step: called after every network evaluation (progress and cancel).
+
+    Returns:
+        ``(probabilities (K, *spatial), uncertainty (*spatial), class uncertainty (K, *spatial))``.
+    """
+    device = image.device
+    generator = torch.Generator().manual_seed(options.seed)
+    shape = (options.samples, *presegmentation.shape[1:])
+    pairs = timestep_pairs(options.t_start, options.steps)
+    fusion = StepFusion(len(pairs), min(options.fused_steps, len(pairs)))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
+        features = net.image_encoder(image)
+        x0 = (presegmentation.float() * 2 - 1).expand(shape)
+        noise = torch.randn(shape, generator=generator).to(device)
+        x_t = scheduler.add_noise(x0, noise, torch.full((shape[0],), options.t_start, device=device))
+        for t, t_prev in pairs:
+            logits = _logits_for_all_samples(net, x_t, t, image, features, options.sample_batch)
+            fusion.add(logits)
+            if t_prev >= 0:
+                x0_hat = torch.softmax(logits, dim=1) * 2 - 1
+                step_noise = torch.randn(shape, generator=generator).to(device) if options.eta > 0 else None
+                x_t = ddim_step(scheduler, x0_hat, x_t.float(), t, t_prev, options.eta, step_noise)
+            if on_step is not None:
+                on_step()
+    return fusion.result()

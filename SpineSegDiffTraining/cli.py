@@ -1,0 +1,61 @@
+"""``spinesegdiff-train``: retrain the presegmentation (nnU-Net v2) and the diffusion model.
+
+    spinesegdiff-train all --data DATA --work WORK --out Resources/Models
+    spinesegdiff-train nnunet|diffusion|evaluate|bundle ... (the same stages one by one)
+
+Every stage resumes from ``WORK``; the split (``WORK/splits.json``) is made once and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from SpineSegDiffLib.errors import SpineSegDiffError
+
+from .workspace import Workspace
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spinesegdiff-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="stage", required=True)
+    for name in ("prepare", "nnunet", "diffusion", "evaluate", "bundle", "all"):
+        stage = sub.add_parser(name)
+        stage.add_argument("--data", type=Path, required=True, help="SPIDER root or folder of <case>/image+mask")
+        stage.add_argument("--work", type=Path, required=True, help="work folder (resumable)")
+        stage.add_argument("--folds", type=int, default=5, help="K of the patient-wise K-fold split")
+        stage.add_argument("--nnunet-trainer", choices=("cpu", "smoke"), default="cpu")
+        stage.add_argument("--nnunet-folds", type=int, nargs="*", help="train only these folds")
+        stage.add_argument("--iterations", type=int, default=3000, help="diffusion training iterations")
+        stage.add_argument("--minutes", type=float, help="stop diffusion training after this long (resumable)")
+        stage.add_argument("--features", type=int, nargs=6, default=(16, 16, 32, 64, 128, 16))
+        stage.add_argument("--out", type=Path, default=Path("Resources/Models"), help="model folders go here")
+        stage.add_argument("--device", default="cpu")
+        stage.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    workspace = Workspace(args.work)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from .nnunet import use_work_dir
+
+    use_work_dir(workspace.nnunet)
+    from . import stages
+
+    try:
+        stages.run(args.stage, workspace, args)
+    except SpineSegDiffError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Diffusion training: the dual-encoder network learns x0 (the true labels) from x_t, where x_t is
+either the noised ground truth or the noised presegmentation (out-of-fold nnU-Net predictions, so
+the errors are realistic). Loss: MSE + Dice + BCE on the predicted x0 probabilities; AdamW.
+Checkpoints every ``checkpoint_every`` iterations and resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from SpineSegDiffLib.labels import NUM_CLASSES
+from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
+from SpineSegDiffLib.postprocess import ROI_WIDTH, roi_columns
+from SpineSegDiffLib.sampling import make_scheduler
+from tqdm import tqdm
+
+from .augment import corrupt_labels, intensity, random_affine, warp
+from .prepare import load_case
+
+
+@dataclass(frozen=True)
+class DiffusionTrainingConfig:
+    """All settings of one diffusion training run (stored in the model folder)."""
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    num_train_timesteps: int = 50
+    t_start: int = 30
+    iterations: int = 3000
+    batch_size: int = 4
+    learning_rate: float = 2e-4
+    weight_decay: float = 1e-4
+    presegmentation_probability: float = 0.5
+    crop_width: int = ROI_WIDTH
+    checkpoint_every: int = 50
+    seed: int = 0
+
+
+class SliceBank:
+    """All training slices in memory: images (0..1), labels, presegmentations (or None)."""
+
+    def __init__(self, case_files: dict[str, Path], case_ids: list[str], presegmentations: dict[str, Path]):
+        images, labels, presegs = [], [], []
+        for case_id in case_ids:
+            image, label = load_case(case_files[case_id])
+            preseg = _read_preseg(presegmentations.get(case_id), label.shape)
+            keep = label.reshape(len(label), -1).any(axis=1)
+            images.append(image[keep] / 255.0)
+            labels.append(label[keep])
+            presegs.append(preseg[keep] if preseg is not None else np.full_like(label[keep], 255))
+        self.images = torch.from_numpy(np.concatenate(images)).float()
+        self.labels = torch.from_numpy(np.concatenate(labels)).long()
+        self.presegs = torch.from_numpy(np.concatenate(presegs)).long()
+        self.has_preseg = (self.presegs[:, 0, 0] != 255)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _read_preseg(path: Path | None, shape) -> np.ndarray | None:
+    if path is None:
+        return None
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.uint8)
+    return array if array.shape == shape else None
+
+
+def sample_batch(bank: SliceBank, config: DiffusionTrainingConfig, generator: torch.Generator):
+    """Augmented crops: image ``(B,1,H,w)`` in -1..1, target and start labels ``(B,H,w)``."""
+    index = torch.randint(len(bank), (config.batch_size,), generator=generator)
+    image = bank.images[index][:, None]
+    target, start = bank.labels[index], bank.presegs[index].clone()
+    from_preseg = torch.rand(len(index), generator=generator) < config.presegmentation_probability
+    synthetic = from_preseg & ~bank.has_preseg[index]
+    start[~from_preseg] = target[~from_preseg]
+    if synthetic.any():
+        start[synthetic] = corrupt_labels(target[synthetic], generator)
+    image, (target, start) = warp(image, [target, start], random_affine(len(index), generator))
+    image = intensity(image, generator) * 2 - 1
+    crops = [roi_columns(t.numpy(), config.crop_width, margin=0) for t in target]
+    jitter = torch.randint(-16, 17, (len(index),), generator=generator).tolist()
+    width = image.shape[-1]
+    columns = [slice(max(0, min(c.start + j, width - config.crop_width)), 0) for c, j in zip(crops, jitter)]
+    columns = [slice(c.start, c.start + config.crop_width) for c in columns]
+    pick = lambda x: torch.stack([x[i, ..., c] for i, c in enumerate(columns)])  # noqa: E731
+    return pick(image), pick(target), pick(start)
+
+
+def diffusion_loss(logits: torch.Tensor, target: torch.Tensor, dice: DiceLoss) -> dict[str, torch.Tensor]:
+    """MSE + Dice + BCE between softmax(logits) and one-hot target; ``(B,K,H,W), (B,H,W)``."""
+    onehot = F.one_hot(target, NUM_CLASSES).permute(0, 3, 1, 2).float()
+    probabilities = torch.softmax(logits, dim=1)
+    terms = {
+        "mse": F.mse_loss(probabilities, onehot),
+        "dice": dice(logits, onehot),
+        "bce": F.binary_cross_entropy(probabilities.clamp(1e-6, 1 - 1e-6), onehot),
+    }
+    terms["total"] = terms["mse"] + terms["dice"] + terms["bce"]
+    return terms
+
+
+def train_diffusion(bank: SliceBank, config: DiffusionTrainingConfig, work_dir: Path,
+                    max_minutes: float | None = None) -> SpineSegDiffNet:
+    """Train (resuming from ``work_dir/checkpoint.pt``); logs losses to ``work_dir/losses.csv``."""
+    torch.manual_seed(config.seed)
+    net = SpineSegDiffNet(config.network)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = make_scheduler(config.num_train_timesteps)
+    generator = torch.Generator().manual_seed(config.seed)
+    iteration = _resume(net, optimizer, generator, work_dir)
+    dice = DiceLoss(include_background=True, softmax=True)
+    deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
+    log = _open_log(work_dir / "losses.csv")
+    with tqdm(total=config.iterations, initial=iteration, desc="diffusion", unit="it") as bar:
+        while iteration < config.iterations and time.time() < deadline:
+            image, target, start = sample_batch(bank, config, generator)
+            t = torch.randint(0, config.num_train_timesteps, (len(image),), generator=generator)
+            x0 = F.one_hot(start, NUM_CLASSES).permute(0, 3, 1, 2).float() * 2 - 1
+            x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
+            terms = diffusion_loss(net(x_t, t, image), target, dice)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
+            iteration += 1
+            log.writerow([iteration] + [round(v.item(), 5) for v in terms.values()])
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['total'].item():.3f}")
+            if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
+                _save(net, optimizer, generator, iteration, work_dir)
+    return net
+
+
+def _open_log(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    stream = open(path, "a", newline="", buffering=1)  # noqa: SIM115 - kept open for the run
+    writer = csv.writer(stream)
+    if new:
+        writer.writerow(["iteration", "mse", "dice", "bce", "total"])
+    return writer
+
+
+def _save(net, optimizer, generator, iteration: int, work_dir: Path) -> None:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
+             "generator": generator.get_state()}
+    torch.save(state, work_dir / "checkpoint.tmp")
+    (work_dir / "checkpoint.tmp").replace(work_dir / "checkpoint.pt")
+
+
+def _resume(net, optimizer, generator, work_dir: Path) -> int:
+    path = work_dir / "checkpoint.pt"
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(state["net"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return int(state["iteration"])
+
+
+def config_to_json(config: DiffusionTrainingConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))

@@ -1,0 +1,108 @@
+"""Evaluation on the held-out test series: the paper's Table 1 (Dice per structure, nnU-Net alone vs
+nnU-Net + SpineSegDiff), Table 2 (number of denoising steps) and how well the heatmap flags errors
+(pixel AUROC of uncertainty vs error; per-case mean uncertainty vs Dice). Dice is computed on the
+processed central sagittal slice, on the input grid, as in the paper.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from SpineSegDiffLib.labels import STRUCTURES
+from SpineSegDiffLib.options import SegmentOptions
+from SpineSegDiffLib.pipeline import Segmenter
+from tqdm import tqdm
+
+from .datasets import load_dataset
+from .metrics import auroc, dice_per_structure, pearson
+from .splits import Splits
+from .workspace import Workspace
+
+STEP_GRID = (1, 2, 5, 10)
+
+
+def processed_slice(image: sitk.Image, axis: int, index: int) -> np.ndarray:
+    """The 2D slice ``index`` along SimpleITK ``axis`` as a NumPy array."""
+    array = sitk.GetArrayViewFromImage(image)
+    return np.take(array, index, axis=2 - axis)
+
+
+def evaluate_case(segmenter: Segmenter, image: sitk.Image, truth: sitk.Image, options: SegmentOptions) -> dict:
+    result = segmenter.segment(image, options)
+    axis, index = result.geometry.sagittal_axis, result.slice_indices[0]
+    prediction = processed_slice(result.labels, axis, index)
+    expected = processed_slice(truth, axis, index)
+    heat = processed_slice(result.uncertainty, axis, index)
+    scores = dice_per_structure(prediction, expected)
+    return {"dice": scores, "mean_dice": float(np.mean(list(scores.values()))),
+            "auroc": auroc(heat, prediction != expected), "mean_uncertainty": float(heat[prediction > 0].mean()),
+            "seconds": result.timings["total"]}
+
+
+def evaluate_models(workspace: Workspace, splits: Splits, models_dir: Path, data: Path, device: str = "cpu",
+                    step_grid: tuple[int, ...] = STEP_GRID) -> dict:
+    """Run every setting on every test case; write ``evaluation/results.json``, ``.md`` and ``.png``."""
+    cases = {c.case_id: c for c in load_dataset(data)}
+    segmenter = Segmenter(models_dir, device)
+    settings = {"nnU-Net": SegmentOptions(refine=False, device=device)}
+    settings.update({f"+SpineSegDiff {n} steps": SegmentOptions(steps=n, fused_steps=n, device=device)
+                     for n in step_grid})
+    results: dict[str, dict[str, dict]] = {name: {} for name in settings}
+    for case_id in tqdm(splits.test, desc="evaluate", unit="case"):
+        image, truth = cases[case_id].read()
+        for name, options in settings.items():
+            results[name][case_id] = evaluate_case(segmenter, image, truth, options)
+    workspace.evaluation.mkdir(parents=True, exist_ok=True)
+    (workspace.evaluation / "results.json").write_text(json.dumps(results, indent=2))
+    (workspace.evaluation / "results.md").write_text(markdown_tables(results))
+    plot(results, workspace.evaluation / "results.png")
+    return results
+
+
+def summarise(per_case: dict[str, dict]) -> dict:
+    dice = {s.key: float(np.mean([c["dice"][s.key] for c in per_case.values()])) for s in STRUCTURES}
+    aurocs = [c["auroc"] for c in per_case.values() if not np.isnan(c["auroc"])]
+    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))),
+            "auroc": float(np.mean(aurocs)) if aurocs else float("nan"),
+            "uncertainty_vs_dice_r": pearson([c["mean_uncertainty"] for c in per_case.values()],
+                                             [c["mean_dice"] for c in per_case.values()]),
+            "seconds": float(np.mean([c["seconds"] for c in per_case.values()]))}
+
+
+def markdown_tables(results: dict[str, dict[str, dict]]) -> str:
+    n = len(next(iter(results.values())))
+    lines = [f"Held-out test series: {n}; Dice on the central sagittal slice (mean over cases).", "",
+             "| method | SC | VB | IVD | mean | heatmap AUROC | r(uncertainty, Dice) | s/case |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, per_case in results.items():
+        s = summarise(per_case)
+        auroc_text = "-" if name == "nnU-Net" else f"{s['auroc']:.3f}"
+        r_text = "-" if name == "nnU-Net" else f"{s['uncertainty_vs_dice_r']:.2f}"
+        lines.append(f"| {name} | {s['dice']['SC']:.3f} | {s['dice']['VB']:.3f} | {s['dice']['IVD']:.3f} | "
+                     f"{s['mean_dice']:.3f} | {auroc_text} | {r_text} | {s['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    summaries = [summarise(results[n]) for n in names]
+    figure, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(STRUCTURES)
+    for i, s in enumerate(STRUCTURES):
+        ax.bar(np.arange(len(names)) + i * width, [m["dice"][s.key] for m in summaries], width, label=s.key,
+               color=s.color, edgecolor="black")
+    ax.set_xticks(np.arange(len(names)) + width, names, rotation=20, fontsize=8)
+    ax.set_ylabel("Dice (central slice)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,43 @@
+"""The training work folder: one place for every intermediate file, so each stage can resume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .datasets import Case, load_dataset
+from .prepare import prepare_all
+from .splits import Splits, load_or_make_splits
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """``root/modelspace`` (cached cases), ``splits.json``, ``nnunet/``, ``diffusion/``, ``evaluation/``."""
+
+    root: Path
+
+    @property
+    def modelspace(self) -> Path:
+        return self.root / "modelspace"
+
+    @property
+    def splits_file(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def nnunet(self) -> Path:
+        return self.root / "nnunet"
+
+    @property
+    def diffusion(self) -> Path:
+        return self.root / "diffusion"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "evaluation"
+
+    def prepare(self, data: Path, num_folds: int = 5, seed: int = 0) -> tuple[list[Case], Splits, dict[str, Path]]:
+        """Load the dataset, make or reuse the splits, cache model-space cases."""
+        cases = load_dataset(data)
+        splits = load_or_make_splits(self.splits_file, cases, num_folds=num_folds, seed=seed)
+        return cases, splits, prepare_all(cases, self.modelspace)

@@ -1,0 +1,71 @@
+import math
+
+import pytest
+import torch
+from SpineSegDiffLib.fusion import (
+    StepFusion,
+    binary_entropy,
+    fusion_weights,
+    normalised_entropy,
+    sample_mean_probabilities,
+)
+
+
+def test_weights_follow_the_paper():
+    w = fusion_weights(10)
+    assert w[-1] == 1.0
+    assert torch.all(w[1:] > w[:-1])
+    assert w[0].item() == pytest.approx(math.exp(-5 * 9 / 10))
+
+
+def test_entropy_bounds():
+    uniform = torch.full((4, 3, 3), 0.25)
+    certain = torch.zeros(4, 3, 3)
+    certain[2] = 1
+    assert torch.allclose(normalised_entropy(uniform), torch.ones(3, 3))
+    assert torch.allclose(normalised_entropy(certain), torch.zeros(3, 3), atol=1e-6)
+    assert torch.allclose(binary_entropy(torch.full((4, 2, 2), 0.5)), torch.ones(4, 2, 2))
+    random = torch.softmax(torch.randn(4, 8, 8), 0)
+    assert normalised_entropy(random).min() >= 0 and normalised_entropy(random).max() <= 1 + 1e-6
+
+
+def test_sample_mean_is_a_distribution():
+    p = sample_mean_probabilities(torch.randn(5, 4, 6, 6))
+    assert p.shape == (4, 6, 6)
+    assert torch.allclose(p.sum(0), torch.ones(6, 6))
+
+
+def test_only_the_last_steps_count():
+    torch.manual_seed(0)
+    late = [torch.randn(3, 4, 5, 5) for _ in range(3)]
+    results = []
+    for early_scale in (1.0, 100.0):
+        fusion = StepFusion(total_steps=5, num_fused_steps=3)
+        for _ in range(2):
+            fusion.add(early_scale * torch.randn(3, 4, 5, 5))
+        for logits in late:
+            fusion.add(logits)
+        results.append(fusion.result())
+    for a, b in zip(*results):
+        assert torch.allclose(a, b)
+
+
+def test_fused_probabilities_are_the_weighted_mean_of_logits():
+    steps = [torch.randn(2, 4, 3, 3) for _ in range(4)]
+    fusion = StepFusion(4, 4)
+    for logits in steps:
+        fusion.add(logits)
+    probabilities, uncertainty, class_uncertainty = fusion.result()
+    w = fusion_weights(4)
+    expected = sum(wi.item() * s.mean(0) for wi, s in zip(w, steps)) / w.sum().item()
+    assert torch.allclose(probabilities, torch.softmax(expected, 0), atol=1e-6)
+    per_step = torch.stack([normalised_entropy(sample_mean_probabilities(s)) for s in steps])
+    assert torch.allclose(uncertainty, per_step.max(0).values)
+    assert class_uncertainty.shape == (4, 3, 3)
+
+
+def test_incomplete_fusion_is_refused():
+    fusion = StepFusion(3, 2)
+    fusion.add(torch.randn(1, 4, 2, 2))
+    with pytest.raises(RuntimeError):
+        fusion.result()

@@ -1,0 +1,61 @@
+import pytest
+import torch
+from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
+from SpineSegDiffLib.sampling import SamplingOptions, ddim_step, make_scheduler, refine, timestep_pairs
+
+
+def test_timestep_pairs_run_from_t_start_to_clean():
+    pairs = timestep_pairs(30, 10)
+    assert len(pairs) == 10
+    assert pairs[0][0] == 30 and pairs[-1] == (0, -1)
+    ts = [t for t, _ in pairs]
+    assert all(a > b for a, b in zip(ts, ts[1:]))
+    assert all(prev == nxt for (_, prev), (nxt, _) in zip(pairs, pairs[1:]))
+
+
+def test_too_many_steps_are_refused():
+    with pytest.raises(ValueError):
+        timestep_pairs(5, 7)
+
+
+def test_ddim_step_matches_monai_where_monai_is_consistent():
+    scheduler = make_scheduler(50)
+    scheduler.set_timesteps(10)  # divides T: MONAI steps by 5
+    torch.manual_seed(0)
+    x_t, x0 = torch.randn(2, 4, 8, 8), torch.rand(2, 4, 8, 8) * 2 - 1
+    for t in (45, 20, 5):
+        expected, _ = scheduler.step(x0, t, x_t)
+        assert torch.allclose(ddim_step(scheduler, x0, x_t, t, t - 5), expected, atol=1e-5)
+
+
+def test_last_step_returns_the_prediction():
+    scheduler = make_scheduler(50)
+    x0 = torch.rand(1, 4, 4, 4)
+    assert torch.allclose(ddim_step(scheduler, x0, torch.randn(1, 4, 4, 4), 0, -1), x0, atol=1e-6)
+
+
+def _tiny_refine(seed: int, sample_batch: int = 2):
+    torch.manual_seed(0)
+    net = SpineSegDiffNet(NetworkConfig(features=(4, 4, 8, 8, 16, 4))).eval()
+    image = torch.rand(1, 1, 32, 32)
+    preseg = torch.zeros(1, 4, 32, 32)
+    preseg[:, 0] = 1
+    options = SamplingOptions(samples=3, steps=3, fused_steps=2, t_start=6, seed=seed, sample_batch=sample_batch)
+    return refine(net, make_scheduler(10), image, preseg, options)
+
+
+def test_same_seed_same_result_and_batching_does_not_matter():
+    a, b, c = _tiny_refine(1), _tiny_refine(1), _tiny_refine(1, sample_batch=3)
+    for x, y, z in zip(a, b, c):
+        assert torch.equal(x, y)
+        assert torch.allclose(x, z, atol=1e-5)
+    different = _tiny_refine(2)
+    assert not torch.equal(a[0], different[0])
+
+
+def test_refine_shapes_and_ranges():
+    probabilities, uncertainty, class_uncertainty = _tiny_refine(0)
+    assert probabilities.shape == (4, 32, 32) and uncertainty.shape == (32, 32)
+    assert class_uncertainty.shape == (4, 32, 32)
+    assert torch.allclose(probabilities.sum(0), torch.ones(32, 32), atol=1e-5)
+    assert 0 <= uncertainty.min() and uncertainty.max() <= 1 + 1e-6
