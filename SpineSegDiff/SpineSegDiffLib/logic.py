@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 import SimpleITK as sitk
 
 from . import mrml
-from .errors import Cancelled, SpineSegDiffError
+from .errors import Cancelled
 from .io import validate_volume
-from .review import Region, uncertain_regions
 
 if TYPE_CHECKING:
     from .options import SegmentOptions
     from .pipeline import SegmentationResult, Segmenter
+    from .review import Region
 
 REQUIREMENTS: dict[str, str] = {
     "torch": "torch>=2.2",
@@ -40,11 +40,42 @@ REQUIREMENTS: dict[str, str] = {
 the PyTorch extension when it is installed)."""
 SEGMENTATION_SUFFIX = " SpineSegDiff"
 HEATMAP_SUFFIX = " uncertainty"
+ROLE_ATTRIBUTE = "SpineSegDiff.Role"
+"""Node attribute marking what a node is (``segmentation`` or ``uncertainty``), e.g. to skip heatmaps as inputs."""
 
 
 def missing_requirements() -> list[str]:
     """Pip requirements of the packages that cannot be imported here (empty when all are present)."""
     return [spec for name, spec in REQUIREMENTS.items() if importlib.util.find_spec(name) is None]
+
+
+def make_options(mode: str = "central", preset: str = "standard", device: str = "auto", samples: int = 0,
+                 steps: int = 0, seed: int = 0) -> SegmentOptions:
+    """:class:`~.options.SegmentOptions` from the module's parameters (0 samples or steps: the preset's value)."""
+    from .options import SegmentOptions
+
+    return SegmentOptions(mode=mode, preset=preset, device=device, samples=samples or None, steps=steps or None,
+                          seed=seed)
+
+
+class SegmenterCache:
+    """Keeps the loaded models between runs (loading takes seconds); reloads when the folder or device changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._segmenter: Segmenter | None = None
+
+    def get(self, models_dir: Path | None, device: str) -> Segmenter:
+        """The segmenter for these models on this device (thread-safe; loads on first use)."""
+        from .pipeline import Segmenter
+
+        key = (str(models_dir) if models_dir else None, device)
+        with self._lock:
+            if self._segmenter is None or self._key != key:
+                self._segmenter, self._key = None, None
+                self._segmenter, self._key = Segmenter(models_dir, device), key
+            return self._segmenter
 
 
 @dataclass(frozen=True)
@@ -75,7 +106,8 @@ def add_result_nodes(scene, volume_node, result: SegmentationResult, closed_surf
         segmentation = mrml.labels_to_segmentation_node(
             scene, result.labels, volume_node, name + SEGMENTATION_SUFFIX, closed_surface=closed_surface)
         heatmap = mrml.heatmap_to_volume_node(scene, result.uncertainty, name + HEATMAP_SUFFIX)
-        for node in (segmentation, heatmap):
+        for node, role in ((segmentation, "segmentation"), (heatmap, "uncertainty")):
+            node.SetAttribute(ROLE_ATTRIBUTE, role)
             mrml.place_like(node, volume_node)
         return ResultNodes(segmentation, heatmap)
 
@@ -89,26 +121,34 @@ def segment_volume_node(scene, volume_node, segmenter: Segmenter, options: Segme
     return add_result_nodes(scene, volume_node, result, closed_surface), result
 
 
-def review_regions(result: SegmentationResult, threshold: float = 0.5, max_regions: int = 20) -> list[Region]:
-    """The most uncertain regions of a result on the input grid (see :func:`~.review.uncertain_regions`)."""
-    return uncertain_regions(sitk.GetArrayViewFromImage(result.uncertainty), sitk.GetArrayViewFromImage(result.labels),
-                             result.uncertainty.GetSpacing(), threshold, max_regions)
+def processed_slice_ras(volume_node, result: SegmentationResult) -> tuple[float, float, float]:
+    """RAS centre of the (middle) processed sagittal slice, to point the slice views at it."""
+    ijk = [(n - 1) / 2 for n in result.labels.GetSize()]
+    indices = result.slice_indices
+    ijk[result.geometry.sagittal_axis] = indices[len(indices) // 2]
+    return mrml.ijk_to_ras(volume_node, ijk)
+
+
+def review_regions(scene, nodes: ResultNodes, threshold: float = 0.5,
+                   max_regions: int = 20) -> list[tuple[Region, tuple[float, float, float]]]:
+    """The most uncertain regions with their RAS centres, read from the nodes (so user edits count).
+
+    See :func:`~.review.uncertain_regions`; the labels are the current segments on the heatmap's grid.
+    """
+    from .review import uncertain_regions
+
+    heatmap = mrml.array_from_volume_node(nodes.heatmap)
+    labels = mrml.segmentation_to_labels(scene, nodes.segmentation, nodes.heatmap)
+    regions = uncertain_regions(heatmap, labels, nodes.heatmap.GetSpacing(), threshold, max_regions)
+    return [(region, mrml.ijk_to_ras(nodes.heatmap, region.centroid_ijk)) for region in regions]
 
 
 def save_result_nodes(nodes: ResultNodes, out_dir: Path, stem: str) -> dict[str, Path]:
-    """Write ``STEM.seg.nrrd`` and ``STEM_uncertainty.nrrd``; returns the paths. Temporary storage nodes are removed."""
-    import slicer
-
+    """Write ``STEM.seg.nrrd`` and ``STEM_uncertainty.nrrd`` into ``out_dir``; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"segmentation": out_dir / f"{stem}.seg.nrrd", "uncertainty": out_dir / f"{stem}_uncertainty.nrrd"}
-    writers = {"segmentation": (nodes.segmentation, slicer.vtkMRMLSegmentationStorageNode),
-               "uncertainty": (nodes.heatmap, slicer.vtkMRMLVolumeArchetypeStorageNode)}
-    for key, (node, storage_class) in writers.items():
-        storage = storage_class()
-        storage.SetFileName(str(paths[key]))
-        storage.SetUseCompression(True)
-        if not storage.WriteData(node):
-            raise SpineSegDiffError(f"{paths[key]} could not be written", "check the output folder")
+    mrml.save_node(nodes.segmentation, paths["segmentation"])
+    mrml.save_node(nodes.heatmap, paths["uncertainty"])
     return paths
 
 

@@ -11,7 +11,9 @@ Every function works on an explicit ``scene`` (``slicer.mrmlScene`` inside Slice
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -76,7 +78,7 @@ def image_from_volume_node(node) -> sitk.Image:
         raise SpineSegDiffError("the selected volume has no voxels", "load a volume first")
     if node.GetImageData().GetNumberOfScalarComponents() != 1:
         raise SpineSegDiffError(f"{node.GetName()} is a colour or vector volume", "select a grey-scale MRI volume")
-    image = sitk.GetImageFromArray(np.array(slicer.util.arrayFromVolume(node), copy=True))
+    image = sitk.GetImageFromArray(array_from_volume_node(node))
     directions = vtk.vtkMatrix4x4()
     node.GetIJKToRASDirectionMatrix(directions)
     ras_direction = slicer.util.arrayFromVTKMatrix(directions)[:3, :3]
@@ -84,6 +86,11 @@ def image_from_volume_node(node) -> sitk.Image:
     image.SetOrigin(tuple((RAS_FROM_LPS @ np.array(node.GetOrigin())).tolist()))
     image.SetDirection(tuple((RAS_FROM_LPS @ ras_direction).ravel().tolist()))
     return image
+
+
+def array_from_volume_node(node) -> np.ndarray:
+    """A copy of the node's voxels in NumPy order ``(k, j, i)``."""
+    return np.array(slicer.util.arrayFromVolume(node), copy=True)
 
 
 def volume_node_from_image(scene, image: sitk.Image, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
@@ -195,6 +202,26 @@ def heatmap_to_volume_node(scene, heatmap: sitk.Image, name: str):
     display.SetThreshold(HEATMAP_VISIBLE_FROM, 1.0e6)
     display.SetApplyThreshold(True)
     return node
+
+
+def save_node(node, path: Path) -> None:
+    """Write a segmentation (``.seg.nrrd``) or volume node (``.nrrd``, ``.nii.gz``...) with compression.
+
+    The file is written beside ``path`` under a temporary name and renamed into place, so a failed
+    write never leaves a partial file; the node's own storage node (if any) is not changed.
+    """
+    storage = (slicer.vtkMRMLSegmentationStorageNode() if node.IsA("vtkMRMLSegmentationNode")
+               else slicer.vtkMRMLVolumeArchetypeStorageNode())
+    temporary = path.with_name(f".partial.{path.name}")  # same extension: it selects the file format
+    storage.SetFileName(str(temporary))
+    storage.SetUseCompression(True)
+    try:
+        if not storage.WriteData(node):
+            raise SpineSegDiffError(f"{path} could not be written", "check that the folder exists and is writable")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
 
 
 def place_like(node, reference_volume_node) -> None:

@@ -152,11 +152,11 @@ def to_model_space(image: sitk.Image, slices: str | int = "central") -> tuple[np
 def _slice_range(image: sitk.Image, oriented: sitk.Image, slices: str | int) -> tuple[int, int]:
     """First oriented slice index and number of slices for the requested selection."""
     num = oriented.GetSize()[2]
-    if slices == "central":
-        return num // 2, 1
     if slices == "all":
         return 0, num
     axis = sagittal_axis_of(image)
+    if slices == "central":
+        slices = image.GetSize()[axis] // 2
     if not 0 <= int(slices) < image.GetSize()[axis]:
         raise SpineSegDiffError(
             f"slice index {slices} is outside the volume (0..{image.GetSize()[axis] - 1})",

@@ -9,6 +9,8 @@ straight from ``nnUNetv2_train`` (pickled ``checkpoint_final.pth``) loads only w
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -60,10 +62,12 @@ class NnUNetPresegmenter:
             plans_manager.get_label_manager(dataset_json).num_segmentation_heads,
             allow_init=False, deep_supervision=False,
         )
-        self.predictor = nnUNetPredictor(
-            tile_step_size=0.5, use_gaussian=True, use_mirroring=False, perform_everything_on_device=True,
-            device=device, verbose=False, verbose_preprocessing=False, allow_tqdm=False,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints a CUDA-only notice on every CPU start
+            self.predictor = nnUNetPredictor(
+                tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                perform_everything_on_device=device.type == "cuda",
+                device=device, verbose=False, verbose_preprocessing=False, allow_tqdm=False,
+            )
         self.predictor.manual_initialization(
             network, plans_manager, manager, [c["network_weights"] for c in checkpoints], dataset_json,
             checkpoints[0]["trainer_name"], None,

@@ -1,0 +1,471 @@
+"""SpineSegDiff: vertebrae, intervertebral discs and spinal canal on sagittal lumbar T2 MRI, with uncertainty.
+
+The module is an adapter: the Widget binds the UI to a typed parameter node, the Logic converts MRML
+to core types, calls ``SpineSegDiffLib.pipeline.Segmenter.segment`` once and converts the result back
+(see ``SpineSegDiffLib/logic.py``). The core runs in a background thread so the GUI stays responsive.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+from SpineSegDiffLib import logic as core
+from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError
+from SpineSegDiffLib.labels import STRUCTURES, by_key
+
+POLL_MS = 150
+MAX_REGIONS = 20
+
+
+class SpineSegDiff(ScriptedLoadableModule):
+    """Module description shown in Slicer."""
+
+    def __init__(self, parent) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "SpineSegDiff"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SpineSegDiff contributors"]
+        self.parent.helpText = """
+Segments the <b>vertebrae</b>, <b>intervertebral discs</b> and <b>spinal canal</b> of a sagittal lumbar MRI
+and shows an <b>uncertainty heatmap</b> telling where to check and correct: an nnU-Net presegmentation is
+refined by a diffusion model whose samples disagree where the result is doubtful.
+<br><br><b>Limits:</b> made for <b>T2-weighted sagittal lumbar</b> series only. The bundled models were trained
+on 26 SPIDER series on a CPU: they are a demonstration, not a clinical tool. "Volumetric 3D" mode is not
+available yet; "Every slice" runs the 2D model slice by slice and takes minutes on a CPU.
+<br><br>Review panel: the most uncertain regions; click one to centre the views on it and select its segment.
+"""
+        self.parent.acknowledgementText = """
+Method: SpineSegDiff, diffusion refinement of lumbar spine segmentation with uncertainty (MIDL 2025).
+Data: SPIDER, van der Graaf et al., "Lumbar spine segmentation in MR images: a dataset and a public
+benchmark", Scientific Data 11:264 (2024).
+"""
+
+
+@parameterNodeWrapper
+class SpineSegDiffParameterNode:
+    """Inputs, options and outputs of the module (saved with the scene)."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    mode: Annotated[str, Choice(["central", "slices"])] = "central"
+    preset: Annotated[str, Choice(["fast", "standard", "paper"])] = "standard"
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    samples: Annotated[int, WithinRange(0, 64)] = 0
+    steps: Annotated[int, WithinRange(0, 64)] = 0
+    seed: Annotated[int, WithinRange(0, 999999)] = 0
+    heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
+    reviewThreshold: Annotated[float, WithinRange(0.05, 1.0)] = 0.5
+    outputSegmentation: vtkMRMLSegmentationNode
+    outputHeatmap: vtkMRMLScalarVolumeNode
+
+
+class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Binds the UI to the parameter node; runs jobs without blocking the GUI."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._jobVolume = None
+        self._regions = []
+        self._shown = {"opacity": None, "threshold": None}
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineSegDiff.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SpineSegDiffLogic()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_MS)
+        self._timer.connect("timeout()", self._pollJob)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.centralRadioButton.connect("toggled(bool)", self._onModeChanged)
+        self.ui.slicesRadioButton.connect("toggled(bool)", self._onModeChanged)
+        self.ui.refreshRegionsButton.connect("clicked(bool)", self.updateRegionsTable)
+        self.ui.regionsTable.connect("cellClicked(int,int)", self.onRegionClicked)
+        self.ui.editSegmentButton.connect("clicked(bool)", self.onEditInSegmentEditor)
+        self._setRunning(False)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self._timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.onCancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = self.logic.firstInputVolume()
+
+    def setParameterNode(self, parameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._onParameterNodeModified()
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        node = self._parameterNode
+        self.ui.centralRadioButton.checked = node.mode == "central"
+        self.ui.slicesRadioButton.checked = node.mode == "slices"
+        self.ui.segmentButton.enabled = node.inputVolume is not None and self._job is None
+        self.ui.segmentButton.toolTip = "Segment the input volume" if node.inputVolume else "Select an input volume"
+        if node.outputHeatmap is not None and node.heatmapOpacity != self._shown["opacity"]:
+            slicer.util.setSliceViewerLayers(foregroundOpacity=node.heatmapOpacity)
+        if node.reviewThreshold != self._shown["threshold"]:
+            self.updateRegionsTable()
+        self._shown = {"opacity": node.heatmapOpacity, "threshold": node.reviewThreshold}
+
+    def _onModeChanged(self, checked: bool) -> None:
+        if self._parameterNode and checked:
+            self._parameterNode.mode = "slices" if self.ui.slicesRadioButton.checked else "central"
+
+    # --- running -------------------------------------------------------------------------------------------
+
+    def onSegment(self) -> None:
+        """Validate the input, then start the core in a background thread."""
+        node = self._parameterNode
+        if self._job is not None or not self.logic.ensureRequirements():
+            return
+        try:
+            image = self.logic.prepareImage(node.inputVolume)
+            options = core.make_options(node.mode, node.preset, node.device, node.samples, node.steps, node.seed)
+        except Exception as error:
+            showError(error)
+            return
+        self._jobVolume = node.inputVolume
+        self._job = self.logic.startJob(image, options)
+        self._setRunning(True)
+        self._timer.start()
+
+    def onCancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self.ui.statusLabel.text = "Cancelling at the next step..."
+
+    def _pollJob(self) -> None:
+        job = self._job
+        self.ui.progressBar.value = int(round(100 * job.fraction))
+        self.ui.statusLabel.text = job.stage.capitalize()
+        if not job.done:
+            return
+        self._timer.stop()
+        self._job = None
+        self._setRunning(False)
+        if isinstance(job.error, Cancelled):
+            self.ui.statusLabel.text = "Cancelled: nothing was added to the scene."
+        elif job.error is not None:
+            self.ui.statusLabel.text = "Failed."
+            showError(job.error)
+        else:
+            self._publish(job.result)
+
+    def _publish(self, result) -> None:
+        """Main thread: add the result nodes (or nothing) and show them."""
+        volume = self._jobVolume
+        if volume is None or volume.GetScene() is not slicer.mrmlScene:
+            self.ui.statusLabel.text = "The input volume was removed: the result was discarded."
+            return
+        try:
+            nodes = self.logic.addResultNodes(volume, result)
+        except Exception as error:
+            showError(error)
+            return
+        self._parameterNode.outputSegmentation = nodes.segmentation
+        self._parameterNode.outputHeatmap = nodes.heatmap
+        self.logic.showResults(volume, nodes, result, self._parameterNode.heatmapOpacity)
+        seconds = result.timings.get("total", 0.0)
+        self.ui.statusLabel.text = f"Done in {seconds:.0f} s. Check the bright areas of the heatmap."
+        self.updateRegionsTable()
+
+    def _setRunning(self, running: bool) -> None:
+        self.ui.progressBar.visible = running
+        self.ui.progressBar.value = 0
+        self.ui.cancelButton.visible = running
+        self.ui.inputsCollapsibleButton.enabled = not running
+        self.ui.advancedCollapsibleButton.enabled = not running
+        self.ui.segmentButton.enabled = not running and bool(self._parameterNode and self._parameterNode.inputVolume)
+
+    # --- review --------------------------------------------------------------------------------------------
+
+    def updateRegionsTable(self) -> None:
+        """List the most uncertain regions of the current result."""
+        node = self._parameterNode
+        table = self.ui.regionsTable
+        table.setRowCount(0)
+        self._regions = []
+        if not node or not node.outputSegmentation or not node.outputHeatmap:
+            return
+        try:
+            self._regions = self.logic.reviewRegions(node.outputSegmentation, node.outputHeatmap, node.reviewThreshold)
+        except Exception as error:
+            showError(error)
+            return
+        table.setRowCount(len(self._regions))
+        for row, (region, _ras) in enumerate(self._regions):
+            unit = "mm\u00b2" if region.unit == "mm2" else "mm\u00b3"
+            cells = (structureName(region.structure_key), f"{region.size_mm:.0f} {unit}",
+                     f"{region.mean_uncertainty:.2f}")
+            for column, text in enumerate(cells):
+                item = qt.QTableWidgetItem(text)
+                item.setFlags(qt.Qt.ItemIsSelectable | qt.Qt.ItemIsEnabled)
+                table.setItem(row, column, item)
+
+    def onRegionClicked(self, row: int, column: int) -> None:
+        """Centre the slice views on the region and select its segment in the Segment Editor."""
+        region, ras = self._regions[row]
+        slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
+        if region.structure_key in {s.key for s in STRUCTURES}:
+            self.logic.selectSegment(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume,
+                                     region.structure_key)
+
+    def onEditInSegmentEditor(self) -> None:
+        rows = self.ui.regionsTable.selectionModel().selectedRows()
+        if rows:
+            self.onRegionClicked(rows[0].row(), 0)
+        elif self._parameterNode.outputSegmentation:
+            self.logic.selectSegment(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume, None)
+        slicer.util.selectModule("SegmentEditor")
+
+
+def structureName(key: str) -> str:
+    try:
+        return by_key(key).name
+    except KeyError:
+        return "Background (near a border)"
+
+
+def showError(error: BaseException) -> None:
+    """A user-fixable problem as its message; anything else with the traceback in the details."""
+    if isinstance(error, SpineSegDiffError):
+        slicer.util.errorDisplay(str(error), windowTitle="SpineSegDiff")
+        return
+    details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    logging.error("SpineSegDiff failed:\n%s", details)
+    slicer.util.errorDisplay(f"Segmentation failed: {error}", windowTitle="SpineSegDiff", detailedText=details)
+
+
+class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
+    """MRML <-> core; all the MRML work lives in ``SpineSegDiffLib.logic`` / ``mrml`` (testable without Qt)."""
+
+    def __init__(self, modelsDir: Path | None = None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.modelsDir = modelsDir  # None: the bundled models (Resources/Models)
+        self._segmenters = core.SegmenterCache()
+
+    def getParameterNode(self):
+        return SpineSegDiffParameterNode(super().getParameterNode())
+
+    def firstInputVolume(self):
+        """The first scalar volume that is not a SpineSegDiff heatmap, or None."""
+        for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+            if not node.GetAttribute(core.ROLE_ATTRIBUTE) and not node.IsA("vtkMRMLLabelMapVolumeNode"):
+                return node
+        return None
+
+    def ensureRequirements(self) -> bool:
+        """Install missing Python packages after asking the user; True when everything is importable."""
+        missing = core.missing_requirements()
+        if not missing:
+            return True
+        question = ("SpineSegDiff needs these Python packages, which are not installed yet:\n\n  "
+                    + "\n  ".join(missing) + "\n\nInstall them now? This downloads up to a few GB and can take "
+                    "several minutes; Slicer is busy meanwhile.")
+        if not slicer.util.confirmOkCancelDisplay(question, windowTitle="SpineSegDiff"):
+            return False
+        with slicer.util.WaitCursor():
+            installRequirements(missing)
+        importlib.invalidate_caches()
+        still = core.missing_requirements()
+        if still:
+            slicer.util.errorDisplay("Could not install: " + ", ".join(still) + ". See the Python console.")
+        return not still
+
+    def prepareImage(self, volumeNode):
+        return core.image_for_volume_node(volumeNode)
+
+    def startJob(self, image, options) -> core.BackgroundJob:
+        """Load the models (once) and segment in a background thread; poll the returned job."""
+
+        def work(progress):
+            progress("loading models", 0.0)
+            segmenter = self.loadModels(options.device)
+            return core.run_segmenter(segmenter, image, options, progress)
+
+        return core.BackgroundJob(work).start()
+
+    def loadModels(self, device: str = "auto"):
+        """Load the models now (they are kept for later runs); raises SpineSegDiffError if they are missing."""
+        return self._segmenters.get(self.modelsDir, device)
+
+    def process(self, volumeNode, options, progress=None, closedSurface: bool = True) -> core.ResultNodes:
+        """Synchronous run for scripts: segmentation and heatmap nodes added to the scene (nothing on failure)."""
+        segmenter = self.loadModels(options.device)
+        nodes, _result = core.segment_volume_node(slicer.mrmlScene, volumeNode, segmenter, options, progress,
+                                                  closedSurface)
+        return nodes
+
+    def addResultNodes(self, volumeNode, result) -> core.ResultNodes:
+        return core.add_result_nodes(slicer.mrmlScene, volumeNode, result)
+
+    def showResults(self, volumeNode, nodes, result, opacity: float) -> None:
+        """Image under the heatmap in 2D, segments in 2D and 3D, views on the processed slice."""
+        slicer.util.setSliceViewerLayers(background=volumeNode, foreground=nodes.heatmap, foregroundOpacity=opacity)
+        nodes.segmentation.GetDisplayNode().SetVisibility(True)
+        slicer.util.resetThreeDViews()
+        if len(result.slice_indices) == 1:
+            ras = core.processed_slice_ras(volumeNode, result)
+            slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
+
+    def reviewRegions(self, segmentationNode, heatmapNode, threshold: float):
+        return core.review_regions(slicer.mrmlScene, core.ResultNodes(segmentationNode, heatmapNode), threshold,
+                                   MAX_REGIONS)
+
+    def selectSegment(self, segmentationNode, volumeNode, segmentId: str | None) -> None:
+        """Make the Segment Editor edit this segmentation (and segment) on this volume."""
+        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editor.setSegmentationNode(segmentationNode)
+        setSource = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
+        setSource(volumeNode)
+        if segmentId:
+            editor.setCurrentSegmentID(segmentId)
+
+
+def installRequirements(requirements: list[str]) -> None:
+    """torch through the PyTorch extension when present, the rest with Slicer's pip helpers."""
+    if any(r.startswith("torch") for r in requirements) and installTorchWithExtension():
+        requirements = [r for r in requirements if not r.startswith("torch")]
+    if not requirements:
+        return
+    pipEnsure = findPipEnsure()
+    if pipEnsure is None:
+        slicer.util.pip_install(requirements)
+        return
+    from packaging.requirements import Requirement
+
+    parsed = [Requirement(r) for r in requirements]
+    try:  # SimpleITK and torch come with Slicer / the PyTorch extension: do not let pip replace them
+        pipEnsure(parsed, skip_packages=["SimpleITK", "torch"], requester="SpineSegDiff")
+    except TypeError:  # an older pip_ensure without these keywords
+        pipEnsure(parsed)
+
+
+def installTorchWithExtension() -> bool:
+    try:
+        import PyTorchUtils
+    except ImportError:
+        return False
+    return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is not None
+
+
+def findPipEnsure():
+    """``pip_ensure`` from ``slicer.packaging`` or ``slicer.pydeps`` (Slicer >= 5.11), else None."""
+    for name in ("slicer.packaging", "slicer.pydeps"):
+        try:
+            return importlib.import_module(name).pip_ensure
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+class SpineSegDiffTest(ScriptedLoadableModuleTest):
+    """Self-test inside Slicer: the MRML bridge, then a whole run when the bundled models are installed."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_BridgeRoundTrip()
+        self.setUp()
+        self.test_SegmentAndCancel()
+
+    def syntheticVolume(self):
+        import numpy as np
+
+        array = np.random.default_rng(0).normal(100, 10, (16, 96, 80)).astype(np.float32)
+        array[4:12, 20:60, 20:40] += 300
+        volume = slicer.util.addVolumeFromArray(array, name="synthetic spine")
+        volume.SetSpacing(1.0, 1.0, 3.0)
+        return volume
+
+    def test_BridgeRoundTrip(self) -> None:
+        import numpy as np
+        from SpineSegDiffLib import mrml
+
+        volume = self.syntheticVolume()
+        image = mrml.image_from_volume_node(volume)
+        copy = mrml.volume_node_from_image(slicer.mrmlScene, image, "copy")
+        self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(copy), slicer.util.arrayFromVolume(volume)))
+        self.assertEqual(tuple(copy.GetSpacing()), tuple(volume.GetSpacing()))
+        self.delayDisplay("MRML bridge round trip passed")
+
+    def test_SegmentAndCancel(self) -> None:
+        if core.missing_requirements():
+            self.delayDisplay("Python dependencies not installed: whole-run test skipped")
+            return
+        from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, DEFAULT_PRESEGMENTER
+
+        if not all((DEFAULT_MODELS_DIR / name).is_dir() for name in (DEFAULT_PRESEGMENTER, DEFAULT_DIFFUSION)):
+            self.delayDisplay("Bundled models not installed: whole-run test skipped")
+            return
+        volume = self.syntheticVolume()
+        logic = SpineSegDiffLogic()
+        options = core.make_options(preset="fast", device="cpu", samples=2, steps=2)
+        before = slicer.mrmlScene.GetNumberOfNodes()
+
+        def cancel(stage, fraction):
+            raise Cancelled()
+
+        with self.assertRaises(Cancelled):
+            logic.process(volume, options, cancel)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
+        nodes = logic.process(volume, options)
+        segmentation = nodes.segmentation.GetSegmentation()
+        self.assertEqual(segmentation.GetNumberOfSegments(), len(STRUCTURES))
+        for structure in STRUCTURES:
+            self.assertEqual(segmentation.GetSegment(structure.key).GetName(), structure.name)
+        self.assertEqual(nodes.heatmap.GetImageData().GetDimensions(), volume.GetImageData().GetDimensions())
+        self.delayDisplay("Segmentation and cancel passed")

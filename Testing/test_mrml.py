@@ -1,0 +1,329 @@
+"""The MRML bridge and the Slicer Logic's path under real compiled MRML (slicer-core, no Qt)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+slicer = pytest.importorskip("slicer")
+vtk = pytest.importorskip("vtk")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (compiled MRML) is not installed", allow_module_level=True)
+
+from conftest import oblique_direction, synthetic_spine  # noqa: E402
+from SpineSegDiffLib import logic, mrml  # noqa: E402
+from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError  # noqa: E402
+from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
+from SpineSegDiffLib.segfile import read_seg_nrrd  # noqa: E402
+
+TINY_OPTIONS = {"preset": "fast", "samples": 2, "steps": 2, "fused_steps": 2}
+
+
+def assert_same_geometry(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-6) -> None:
+    assert a.GetSize() == b.GetSize()
+    np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), atol=tolerance)
+    np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance)
+    np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=tolerance)
+
+
+def ras_of_index(node, ijk) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array(matrix.MultiplyPoint([*map(float, ijk), 1.0])[:3])
+
+
+def node_geometry(node) -> tuple:
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return node.GetImageData().GetDimensions(), slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def tag(segment, name: str) -> str:
+    value = vtk.reference("")
+    assert segment.GetTag(name, value)
+    return str(value)
+
+
+@pytest.fixture
+def scene():
+    return slicer.vtkMRMLScene()
+
+
+# --- geometry round trips ---------------------------------------------------------------------------------------
+
+
+def test_volume_read_by_slicer_has_the_simpleitk_geometry_and_voxels(scene, real_volume_path):
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "spider")
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(real_volume_path))
+    assert storage.ReadData(node)
+    expected = sitk.ReadImage(str(real_volume_path))
+    image = mrml.image_from_volume_node(node)
+    assert_same_geometry(image, expected, tolerance=1e-4)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(expected))
+
+
+@pytest.mark.parametrize("source", ["real", "oblique"])
+def test_volume_node_round_trip_keeps_geometry_voxels_and_type(scene, source, request):
+    if source == "real":
+        image = sitk.ReadImage(str(request.getfixturevalue("real_volume_path")))
+    else:
+        image = synthetic_spine(size=(9, 70, 64), spacing=(3.3, 0.7, 0.8), direction=oblique_direction(17.0))
+    node = mrml.volume_node_from_image(scene, image, "volume")
+    back = mrml.image_from_volume_node(node)
+    assert_same_geometry(back, image)
+    assert back.GetPixelID() == image.GetPixelID()
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image))
+    corner = [n - 1 for n in image.GetSize()]
+    lps = np.array(image.TransformIndexToPhysicalPoint(corner))
+    np.testing.assert_allclose(ras_of_index(node, corner), lps * [-1, -1, 1], atol=1e-6)
+
+
+def test_colour_volume_is_refused(scene):
+    node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "rgb")
+    slicer.util.updateVolumeFromArray(node, np.zeros((4, 40, 40, 3), np.uint8))
+    with pytest.raises(SpineSegDiffError, match="colour or vector"):
+        mrml.image_from_volume_node(node)
+
+
+# --- segmentation and heatmap nodes -----------------------------------------------------------------------------
+
+
+def synthetic_labels(image: sitk.Image) -> sitk.Image:
+    array = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+    array[2:5, 10:30, 10:20] = 1
+    array[2:5, 40:50, 12:22] = 2
+    array[6, 55:65, 30:40] = 3
+    labels = sitk.GetImageFromArray(array)
+    labels.CopyInformation(image)
+    return labels
+
+
+def assert_segments_match_table(segmentation_node) -> None:
+    segmentation = segmentation_node.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == len(STRUCTURES)
+    for structure in STRUCTURES:
+        segment = segmentation.GetSegment(structure.key)
+        assert segment is not None, structure.key
+        assert segment.GetName() == structure.name
+        np.testing.assert_allclose(segment.GetColor(), structure.color, atol=1e-6)
+        assert segment.GetLabelValue() == structure.value
+        assert tag(segment, "TerminologyEntry") == structure.terminology
+
+
+def test_labels_become_named_coloured_segments_with_the_same_voxels(scene):
+    image = synthetic_spine(direction=oblique_direction())
+    volume = mrml.volume_node_from_image(scene, image, "volume")
+    labels = synthetic_labels(image)
+    node = mrml.labels_to_segmentation_node(scene, labels, volume, "result", closed_surface=True)
+    assert_segments_match_table(node)
+    assert node.GetSegmentation().ContainsRepresentation("Closed surface")
+    before = scene.GetNumberOfNodes()
+    exported = mrml.segmentation_to_labels(scene, node, volume)
+    assert scene.GetNumberOfNodes() == before  # the export's temporary nodes are gone
+    np.testing.assert_array_equal(exported, sitk.GetArrayViewFromImage(labels))
+
+
+def test_heatmap_node_is_on_the_input_grid_with_a_perceptual_colour_map(scene):
+    image = synthetic_spine(direction=oblique_direction())
+    volume = mrml.volume_node_from_image(scene, image, "volume")
+    heatmap = sitk.Cast(sitk.RescaleIntensity(image, 0.0, 1.0), sitk.sitkFloat32)
+    node = mrml.heatmap_to_volume_node(scene, heatmap, "uncertainty")
+    assert node.IsA("vtkMRMLScalarVolumeNode")
+    dims, matrix = node_geometry(node)
+    expected_dims, expected_matrix = node_geometry(volume)
+    assert dims == expected_dims
+    np.testing.assert_allclose(matrix, expected_matrix, atol=1e-9)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(node), sitk.GetArrayViewFromImage(heatmap))
+    display = node.GetDisplayNode()
+    assert display.GetColorNode().GetName() == mrml.HEATMAP_COLOR_NAME
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)
+    assert display.GetApplyThreshold()
+    assert mrml.heatmap_color_node(scene) is display.GetColorNode()  # reused, not duplicated
+
+
+def test_ijk_to_ras_applies_the_parent_transform(scene):
+    image = synthetic_spine()
+    volume = mrml.volume_node_from_image(scene, image, "volume")
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 10.0)
+    transform.SetMatrixTransformToParent(matrix)
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    np.testing.assert_allclose(mrml.ijk_to_ras(volume, (0, 0, 0)), ras_of_index(volume, (0, 0, 0)) + [10, 0, 0])
+
+
+# --- the Logic's path: MRML -> Segmenter.segment -> MRML ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_models):
+    from SpineSegDiffLib.pipeline import Segmenter
+
+    return Segmenter(models_dir=tiny_models, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def options():
+    from SpineSegDiffLib.options import SegmentOptions
+
+    return SegmentOptions(**TINY_OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def logic_run(segmenter, options):
+    scene = slicer.vtkMRMLScene()
+    volume = mrml.volume_node_from_image(scene, synthetic_spine(direction=oblique_direction()), "case 1")
+    before = scene.GetNumberOfNodes()
+    nodes, result = logic.segment_volume_node(scene, volume, segmenter, options)
+    return scene, volume, nodes, result, before
+
+
+def test_logic_path_adds_one_segmentation_and_one_heatmap(logic_run):
+    scene, volume, nodes, _result, before = logic_run
+    assert nodes.segmentation.GetName() == "case 1" + logic.SEGMENTATION_SUFFIX
+    assert nodes.heatmap.GetName() == "case 1" + logic.HEATMAP_SUFFIX
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2
+    assert scene.GetNumberOfNodes() > before
+    assert nodes.segmentation.GetNodeReference(
+        nodes.segmentation.GetReferenceImageGeometryReferenceRole()) is volume
+
+
+def test_logic_path_segments_match_the_core_labels_on_the_input_grid(logic_run):
+    scene, volume, nodes, result, _ = logic_run
+    assert_segments_match_table(nodes.segmentation)
+    core_labels = sitk.GetArrayViewFromImage(result.labels)
+    assert core_labels.shape == slicer.util.arrayFromVolume(volume).shape
+    np.testing.assert_array_equal(mrml.segmentation_to_labels(scene, nodes.segmentation, volume), core_labels)
+
+
+def test_logic_path_heatmap_is_the_core_heatmap_on_the_input_grid(logic_run):
+    _scene, volume, nodes, result, _ = logic_run
+    dims, matrix = node_geometry(nodes.heatmap)
+    expected_dims, expected_matrix = node_geometry(volume)
+    assert dims == expected_dims
+    np.testing.assert_allclose(matrix, expected_matrix, atol=1e-9)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(nodes.heatmap),
+                               sitk.GetArrayViewFromImage(result.uncertainty))
+
+
+def test_saved_results_are_a_seg_nrrd_and_a_heatmap_on_the_input_grid(logic_run, tmp_path):
+    _scene, volume, nodes, result, _ = logic_run
+    paths = logic.save_result_nodes(nodes, tmp_path, "case1")
+    labels, names = read_seg_nrrd(paths["segmentation"])
+    assert names == {s.name: str(s.value) for s in STRUCTURES}
+    np.testing.assert_array_equal(labels, sitk.GetArrayViewFromImage(result.labels))
+    heatmap = sitk.ReadImage(str(paths["uncertainty"]))
+    assert_same_geometry(heatmap, mrml.image_from_volume_node(volume), tolerance=1e-5)
+
+
+def test_review_regions_come_from_the_nodes_with_their_ras_centres(logic_run):
+    scene, volume, nodes, result, _ = logic_run
+    regions = logic.review_regions(scene, nodes, threshold=0.1, max_regions=5)
+    assert 1 <= len(regions) <= 5
+    scores = [region.score for region, _ in regions]
+    assert scores == sorted(scores, reverse=True)
+    heatmap = sitk.GetArrayViewFromImage(result.uncertainty)
+    for region, ras in regions:
+        i, j, k = (int(round(c)) for c in region.centroid_ijk)
+        assert 0 <= k < heatmap.shape[0] and 0 <= j < heatmap.shape[1] and 0 <= i < heatmap.shape[2]
+        np.testing.assert_allclose(ras, ras_of_index(volume, region.centroid_ijk), atol=1e-6)
+        assert region.unit == "mm2"  # central mode: one processed slice
+
+
+def test_processed_slice_ras_lies_on_the_processed_slice(logic_run):
+    _scene, volume, _nodes, result, _ = logic_run
+    ras = logic.processed_slice_ras(volume, result)
+    lps = [-ras[0], -ras[1], ras[2]]
+    index = result.labels.TransformPhysicalPointToContinuousIndex(lps)
+    assert index[result.geometry.sagittal_axis] == pytest.approx(result.slice_indices[0], abs=1e-6)
+    assert np.any(sitk.GetArrayViewFromImage(result.uncertainty) > 0)
+
+
+# --- failures leave the scene as it was -------------------------------------------------------------------------
+
+
+def test_cancel_from_the_progress_callback_leaves_the_scene_unchanged(segmenter, options, scene):
+    volume = mrml.volume_node_from_image(scene, synthetic_spine(), "volume")
+    before = scene.GetNumberOfNodes()
+
+    def cancel(stage: str, fraction: float) -> None:
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        logic.segment_volume_node(scene, volume, segmenter, options, progress=cancel)
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_constant_volume_is_refused_and_leaves_the_scene_unchanged(segmenter, options, scene):
+    constant = sitk.Image([16, 64, 64], sitk.sitkFloat32) + 7.0
+    volume = mrml.volume_node_from_image(scene, constant, "blank")
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(SpineSegDiffError, match="constant"):
+        logic.segment_volume_node(scene, volume, segmenter, options)
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_failure_while_adding_results_removes_the_nodes_already_made(logic_run, scene, monkeypatch):
+    _scene, _volume, _nodes, result, _ = logic_run
+    volume = mrml.volume_node_from_image(scene, mrml.image_from_volume_node(_volume), "volume")
+    before = scene.GetNumberOfNodes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(mrml, "heatmap_to_volume_node", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        logic.add_result_nodes(scene, volume, result)
+    assert scene.GetNumberOfNodes() == before
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+
+
+# --- the background job the GUI polls ---------------------------------------------------------------------------
+
+
+def test_background_job_returns_the_result(segmenter, options):
+    image = synthetic_spine()
+    job = logic.BackgroundJob(lambda progress: logic.run_segmenter(segmenter, image, options, progress)).start()
+    assert job.wait(300)
+    assert job.error is None
+    assert job.fraction == 1.0 and job.stage == "done"
+    assert job.result.labels.GetSize() == image.GetSize()
+
+
+def test_cancelled_background_job_reports_cancelled_and_no_result(segmenter, options):
+    job = logic.BackgroundJob(lambda progress: logic.run_segmenter(segmenter, synthetic_spine(), options, progress))
+    job.cancel()
+    job.start()
+    assert job.wait(300)
+    assert isinstance(job.error, Cancelled)
+    assert job.result is None
+
+
+def test_result_arriving_after_cancel_is_discarded():
+    job = logic.BackgroundJob(lambda progress: "finished")
+    job.cancel()
+    job.start().wait(10)
+    assert isinstance(job.error, Cancelled) and job.result is None
+
+
+def test_segmenter_cache_reuses_loaded_models(tiny_models):
+    cache = logic.SegmenterCache()
+    first = cache.get(tiny_models, "cpu")
+    assert cache.get(tiny_models, "cpu") is first
+
+
+def test_make_options_maps_zero_to_the_preset_default():
+    options = logic.make_options(mode="slices", preset="fast", device="cpu", samples=0, steps=3, seed=4)
+    chosen = (options.mode, options.preset, options.samples, options.steps, options.seed)
+    assert chosen == ("slices", "fast", None, 3, 4)
+    with pytest.raises(SpineSegDiffError, match="unknown mode"):
+        logic.make_options(mode="volumetric")
+
+
+def test_missing_requirements_lists_only_uninstalled_packages(monkeypatch):
+    assert logic.missing_requirements() == []
+    monkeypatch.setitem(logic.REQUIREMENTS, "surely_not_installed_pkg", "surely-not-installed-pkg>=1")
+    assert logic.missing_requirements() == ["surely-not-installed-pkg>=1"]
