@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--iterations", type=int, default=3000, help="diffusion training iterations")
         stage.add_argument("--minutes", type=float, help="stop diffusion training after this long (resumable)")
         stage.add_argument("--features", type=int, nargs=6, default=(16, 16, 32, 64, 128, 16))
+        stage.add_argument("--eval-steps", type=int, nargs="+", default=(1, 2, 5, 10),
+                           help="denoising steps compared in the evaluation (Table 2)")
         stage.add_argument("--out", type=Path, default=Path("Resources/Models"), help="model folders go here")
         stage.add_argument("--device", default="cpu")
         stage.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")

@@ -33,7 +33,7 @@ def run(stage: str, workspace: Workspace, args: argparse.Namespace) -> None:
     if stage in ("evaluate", "all"):
         from .evaluate import evaluate_models
 
-        evaluate_models(workspace, splits, args.out, args.data, args.device)
+        evaluate_models(workspace, splits, args.out, args.data, args.device, tuple(args.eval_steps))
 
 
 def train_presegmentation(workspace: Workspace, splits: Splits, files: dict[str, Path], args) -> None:

@@ -1,0 +1,180 @@
+"""The module's Logic class and the Slicer batch script, run on real MRML (slicer-core) without Qt.
+
+Only the pieces that exist solely inside the Slicer application are replaced: the ``qt`` module, the
+ScriptedLoadableModule base classes, the parameter node decorator, the application scene and
+``slicer.util.loadVolume`` (which needs the application's IO manager; here Slicer's own volume reader).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (compiled MRML) is not installed", allow_module_level=True)
+
+from conftest import REPO, synthetic_spine  # noqa: E402
+from SpineSegDiffLib import logic as core  # noqa: E402
+from SpineSegDiffLib.errors import Cancelled  # noqa: E402
+from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
+
+
+class _Base:
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def getParameterNode(self):
+        return None
+
+
+def _annotation(*args, **kwargs):
+    return None
+
+
+@pytest.fixture
+def scene(monkeypatch):
+    """A fresh scene standing in for ``slicer.mrmlScene``, plus the application-only modules."""
+    scene = slicer.vtkMRMLScene()
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic",
+                 "ScriptedLoadableModuleTest"):
+        setattr(scripted, name, type(name, (_Base,), {}))
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    wrapper.Choice = wrapper.WithinRange = _annotation
+    monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
+    monkeypatch.setattr(slicer.util, "loadVolume", lambda path: _read_volume(scene, path))
+    return scene
+
+
+def _read_volume(scene, path: str):
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", Path(path).name.split(".")[0])
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(path)
+    if not storage.ReadData(node):
+        raise RuntimeError(f"Failed to load volume {path}")
+    return node
+
+
+def _load(name: str, path: Path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def module(scene, monkeypatch):
+    return _load("SpineSegDiff", REPO / "SpineSegDiff" / "SpineSegDiff.py", monkeypatch)
+
+
+@pytest.fixture
+def options():
+    return core.make_options(preset="fast", device="cpu", samples=2, steps=2)
+
+
+def test_module_logic_process_adds_the_result_nodes(module, scene, tiny_models, options):
+    from SpineSegDiffLib import mrml
+
+    volume = mrml.volume_node_from_image(scene, synthetic_spine(), "case")
+    logic = module.SpineSegDiffLogic(modelsDir=tiny_models)
+    nodes = logic.process(volume, options, closedSurface=False)
+    assert [nodes.segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)] == [
+        s.name for s in STRUCTURES]
+    assert nodes.heatmap.GetAttribute(core.ROLE_ATTRIBUTE) == "uncertainty"
+    assert logic.firstInputVolume() is volume  # the heatmap is never offered as an input
+    assert logic.loadModels("cpu") is logic.loadModels("cpu")
+
+
+def test_module_logic_process_leaves_no_node_after_cancel(module, scene, tiny_models, options):
+    from SpineSegDiffLib import mrml
+
+    volume = mrml.volume_node_from_image(scene, synthetic_spine(), "case")
+    before = scene.GetNumberOfNodes()
+
+    def cancel(stage: str, fraction: float) -> None:
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        module.SpineSegDiffLogic(modelsDir=tiny_models).process(volume, options, cancel)
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_module_background_job_through_the_logic(module, scene, tiny_models, options):
+    image = synthetic_spine()
+    job = module.SpineSegDiffLogic(modelsDir=tiny_models).startJob(image, options)
+    assert job.wait(300) and job.error is None
+    assert job.result.labels.GetSize() == image.GetSize()
+
+
+def test_find_pip_ensure_prefers_slicer_packaging(module, monkeypatch):
+    packaging = types.ModuleType("slicer.packaging")
+    packaging.pip_ensure = lambda *args, **kwargs: None
+    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    assert module.findPipEnsure() is packaging.pip_ensure
+
+
+def test_batch_script_segments_a_folder_records_failures_and_skips_finished_cases(module, scene, tiny_models,
+                                                                                  tmp_path, monkeypatch):
+    batch = _load("batch_segment_slicer", REPO / "Resources" / "Scripts" / "batch_segment_slicer.py", monkeypatch)
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    sitk.WriteImage(synthetic_spine(), str(inputs / "good.nrrd"))
+    sitk.WriteImage(sitk.Image([16, 64, 64], sitk.sitkFloat32) + 3.0, str(inputs / "blank.nrrd"))
+    argv = ["--", "--input", str(inputs), "--output", str(out), "--models", str(tiny_models), "--device", "cpu",
+            "--preset", "fast", "--samples", "2", "--steps", "2"]
+    assert batch.run(batch.parse_arguments(argv)) == 1
+    cases = {c["stem"]: c for c in json.loads((out / "summary.json").read_text())["cases"]}
+    assert cases["good"]["status"] == "done" and cases["blank"]["status"] == "failed"
+    assert "constant" in cases["blank"]["reason"]
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "good.seg.nrrd")))
+    assert labels.shape == sitk.GetArrayViewFromImage(synthetic_spine()).shape
+    assert set(np.unique(labels)) <= {0} | {s.value for s in STRUCTURES}
+    assert sitk.ReadImage(str(out / "good_uncertainty.nrrd")).GetSize() == synthetic_spine().GetSize()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0  # inputs and results are released
+    inputs.joinpath("blank.nrrd").unlink()
+    assert batch.run(batch.parse_arguments(argv)) == 0
+    assert json.loads((out / "summary.json").read_text())["cases"][0]["status"] == "skipped"
+
+
+def test_batch_script_exits_with_2_on_a_missing_input_or_bad_arguments(module, scene, tmp_path, monkeypatch, capsys):
+    batch = _load("batch_segment_slicer", REPO / "Resources" / "Scripts" / "batch_segment_slicer.py", monkeypatch)
+    script = "batch_segment_slicer.py"
+    monkeypatch.setattr(sys, "argv", [script, "--", "--input", str(tmp_path / "nothing"), "--output", str(tmp_path)])
+    assert batch.main() == 2
+    assert "neither a folder" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", [script, "--output", str(tmp_path)])
+    assert batch.main() == 2
+
+
+def _screenshot_script(monkeypatch):
+    return _load("make_screenshot", REPO / "Resources" / "Scripts" / "make_screenshot.py", monkeypatch)
+
+
+def test_screenshot_script_explains_missing_models(tmp_path, monkeypatch, capsys):
+    script = _screenshot_script(monkeypatch)
+    assert script.main(["--models", str(tmp_path / "none"), "--output", str(tmp_path / "shot.png")]) == 1
+    assert "missing" in capsys.readouterr().out
+    assert not (tmp_path / "shot.png").exists()
+
+
+def test_screenshot_script_renders_a_png(tiny_models, tmp_path, monkeypatch):
+    script = _screenshot_script(monkeypatch)
+    if not script.SAMPLE.is_file():
+        pytest.skip("the bundled sample is not in this checkout")
+    output = tmp_path / "shot.png"
+    arguments = ["--models", str(tiny_models), "--device", "cpu", "--preset", "fast", "--samples", "1", "--steps", "1"]
+    assert script.main([*arguments, "--output", str(output)]) == 0
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
