@@ -28,7 +28,7 @@ def warp(image: torch.Tensor, labels: list[torch.Tensor], theta: torch.Tensor):
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)
     warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     warped_labels = [
-        F.grid_sample(lab[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0].long()
+        F.grid_sample(lab[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].long()
         for lab in labels
     ]
     return warped, warped_labels

@@ -34,7 +34,7 @@ def use_work_dir(work_dir: Path, processes: int = 2) -> None:
     for name in ("raw", "preprocessed", "results"):
         (work_dir / name).mkdir(parents=True, exist_ok=True)
         os.environ[f"nnUNet_{name}"] = str(work_dir / name)
-    os.environ["nnUNet_n_proc_DA"] = str(processes)
+    os.environ["nnUNet_n_proc_DA"] = str(processes)  # noqa: SIM112 - nnU-Net's own variable name
     os.environ.setdefault("nnUNet_compile", "false")
 
 
@@ -153,7 +153,8 @@ def bundle_model(trainer_class_name: str, folds: list[int], destination: Path, m
         shutil.copy(source / name, destination / name)
     files = []
     for fold in folds:
-        checkpoint = torch.load(source / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+        path = source / f"fold_{fold}" / "checkpoint_final.pth"
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own training output
         slim = {
             "network_weights": checkpoint["network_weights"],
             "trainer_name": checkpoint["trainer_name"],

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+CPU = torch.device("cpu")
+
 
 class nnUNetTrainerSpineCPU(nnUNetTrainer):  # noqa: N801 - nnU-Net's naming convention
     """CPU budget: ``ITERATIONS`` per epoch, ``EPOCHS`` epochs, a checkpoint every epoch."""
@@ -18,7 +20,7 @@ class nnUNetTrainerSpineCPU(nnUNetTrainer):  # noqa: N801 - nnU-Net's naming con
     EPOCHS = 15
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cpu")) -> None:
+                 device: torch.device = CPU) -> None:
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_iterations_per_epoch = self.ITERATIONS
         self.num_val_iterations_per_epoch = self.VAL_ITERATIONS
@@ -26,7 +28,8 @@ class nnUNetTrainerSpineCPU(nnUNetTrainer):  # noqa: N801 - nnU-Net's naming con
         self.save_every = 1
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):  # noqa: N802 - nnU-Net's name
-        rotation, do_dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        parent = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        rotation, do_dummy_2d, initial_patch_size, _ = parent
         self.inference_allowed_mirroring_axes = None
         return rotation, do_dummy_2d, initial_patch_size, None
 

@@ -66,7 +66,8 @@ def make_tiny_nnunet(folder: Path, seed: int = 0) -> Path:
     (folder / "fold_0").mkdir(exist_ok=True)
     torch.save({"network_weights": network.state_dict(), "trainer_name": "nnUNetTrainerSpineSmoke",
                 "configuration": "2d", "inference_allowed_mirroring_axes": None}, folder / "fold_0" / "checkpoint.pth")
-    config = {"kind": "nnunet", "id": "tiny-nnunet", "configuration": "2d", "folds": [0], "checkpoint": "checkpoint.pth"}
+    config = {"kind": "nnunet", "id": "tiny-nnunet", "configuration": "2d", "folds": [0],
+              "checkpoint": "checkpoint.pth"}
     write_config(folder, config, ["dataset.json", "plans.json", "fold_0/checkpoint.pth"])
     return folder
 

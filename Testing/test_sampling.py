@@ -58,4 +58,4 @@ def test_refine_shapes_and_ranges():
     assert probabilities.shape == (4, 32, 32) and uncertainty.shape == (32, 32)
     assert class_uncertainty.shape == (4, 32, 32)
     assert torch.allclose(probabilities.sum(0), torch.ones(32, 32), atol=1e-5)
-    assert 0 <= uncertainty.min() and uncertainty.max() <= 1 + 1e-6
+    assert uncertainty.min() >= 0 and uncertainty.max() <= 1 + 1e-6

@@ -69,7 +69,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
     options = options_from(args)
     cases = expand_inputs(args.inputs)
-    summary = run_batch(cases, args.output, options, args.models, args.overwrite, args.series, show_progress=not args.quiet)
+    summary = run_batch(cases, args.output, options, args.models, args.overwrite, args.series,
+                        show_progress=not args.quiet)
     failed = [c for c in summary["cases"] if c["status"] == "failed"]
     for case in failed:
         print(f"error: {case['input']}: {case['reason']}", file=sys.stderr)

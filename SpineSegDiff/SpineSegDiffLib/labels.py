@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 
 

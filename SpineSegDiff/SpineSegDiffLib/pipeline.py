@@ -24,6 +24,7 @@ from .preprocess import Geometry, from_model_space, to_model_space
 from .presegment import NnUNetPresegmenter
 from .refiner import DiffusionRefiner
 
+DEFAULT_OPTIONS = SegmentOptions()
 Progress = Callable[[str, float], None]
 """``progress(stage, fraction_done)``; it may raise :class:`~.errors.Cancelled` to stop the run."""
 
@@ -73,13 +74,15 @@ class Segmenter:
             self.diffusion_model = open_model_folder(diffusion_path, "diffusion")
             self.refiner = DiffusionRefiner(self.diffusion_model, self.device)
 
-    def segment(self, image: sitk.Image, options: SegmentOptions = SegmentOptions(),
+    def segment(self, image: sitk.Image, options: SegmentOptions = DEFAULT_OPTIONS,
                 progress: Progress | None = None) -> SegmentationResult:
         """Segment one validated 3D volume (see :func:`~.io.read_volume`)."""
         progress = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
         start = clock = time.perf_counter()
-        slices = "all" if options.mode == "slices" else ("central" if options.slice_index is None else options.slice_index)
+        slices = options.slice_index if options.slice_index is not None else "central"
+        if options.mode == "slices":
+            slices = "all"
         images, geometry = to_model_space(image, slices)
         timings["preprocess"], clock = _lap(clock)
         progress("presegmentation", 0.0)
@@ -154,7 +157,7 @@ def _lap(clock: float) -> tuple[float, float]:
     return round(now - clock, 3), now
 
 
-def segment(image: sitk.Image, options: SegmentOptions = SegmentOptions(), models_dir: Path | None = None,
+def segment(image: sitk.Image, options: SegmentOptions = DEFAULT_OPTIONS, models_dir: Path | None = None,
             progress: Progress | None = None) -> SegmentationResult:
     """One-call API: load the default models on ``options.device`` and segment ``image``."""
     if not isinstance(image, sitk.Image):
