@@ -121,7 +121,11 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        self.setParameterNode(None)
+        """Stop updating the GUI; a running job goes on and its result is still added."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancel()
@@ -213,9 +217,10 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception as error:
             showError(error)
             return
-        self._parameterNode.outputSegmentation = nodes.segmentation
-        self._parameterNode.outputHeatmap = nodes.heatmap
-        self.logic.showResults(volume, nodes, result, self._parameterNode.heatmapOpacity)
+        parameterNode = self._parameterNode or self.logic.getParameterNode()
+        parameterNode.outputSegmentation = nodes.segmentation
+        parameterNode.outputHeatmap = nodes.heatmap
+        self.logic.showResults(volume, nodes, result, parameterNode.heatmapOpacity)
         seconds = result.timings.get("total", 0.0)
         self.ui.statusLabel.text = f"Done in {seconds:.0f} s. Check the bright areas of the heatmap."
         self.updateRegionsTable()
@@ -255,18 +260,19 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRegionClicked(self, row: int, column: int) -> None:
         """Centre the slice views on the region and select its segment in the Segment Editor."""
+        if not 0 <= row < len(self._regions):
+            return
         region, ras = self._regions[row]
         slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
         if region.structure_key in {s.key for s in STRUCTURES}:
-            self.logic.selectSegment(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume,
-                                     region.structure_key)
+            self.logic.selectSegment(self._parameterNode.outputSegmentation, region.structure_key)
 
     def onEditInSegmentEditor(self) -> None:
         rows = self.ui.regionsTable.selectionModel().selectedRows()
         if rows:
             self.onRegionClicked(rows[0].row(), 0)
         elif self._parameterNode.outputSegmentation:
-            self.logic.selectSegment(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume, None)
+            self.logic.selectSegment(self._parameterNode.outputSegmentation, None)
         slicer.util.selectModule("SegmentEditor")
 
 
@@ -274,7 +280,7 @@ def structureName(key: str) -> str:
     try:
         return by_key(key).name
     except KeyError:
-        return "Background (near a border)"
+        return "None (background)"
 
 
 def showError(error: BaseException) -> None:
@@ -363,12 +369,14 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         return core.review_regions(slicer.mrmlScene, core.ResultNodes(segmentationNode, heatmapNode), threshold,
                                    MAX_REGIONS)
 
-    def selectSegment(self, segmentationNode, volumeNode, segmentId: str | None) -> None:
-        """Make the Segment Editor edit this segmentation (and segment) on this volume."""
+    def selectSegment(self, segmentationNode, segmentId: str | None) -> None:
+        """Make the Segment Editor edit this segmentation (and segment) on the volume it was made from."""
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(segmentationNode)
+        volumeNode = segmentationNode.GetNodeReference(segmentationNode.GetReferenceImageGeometryReferenceRole())
         setSource = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
-        setSource(volumeNode)
+        if volumeNode is not None:
+            setSource(volumeNode)
         if segmentId:
             editor.setCurrentSegmentID(segmentId)
 
@@ -386,8 +394,10 @@ def installRequirements(requirements: list[str]) -> None:
     from packaging.requirements import Requirement
 
     parsed = [Requirement(r) for r in requirements]
-    try:  # SimpleITK and torch come with Slicer / the PyTorch extension: do not let pip replace them
-        pipEnsure(parsed, skip_packages=["SimpleITK", "torch"], requester="SpineSegDiff")
+    # SimpleITK comes with Slicer and torch (when present) with the PyTorch extension: pip must not replace them
+    skip = ["SimpleITK"] + ([] if any(r.name == "torch" for r in parsed) else ["torch"])
+    try:
+        pipEnsure(parsed, skip_packages=skip, requester="SpineSegDiff")
     except TypeError:  # an older pip_ensure without these keywords
         pipEnsure(parsed)
 

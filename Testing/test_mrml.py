@@ -327,3 +327,17 @@ def test_missing_requirements_lists_only_uninstalled_packages(monkeypatch):
     assert logic.missing_requirements() == []
     monkeypatch.setitem(logic.REQUIREMENTS, "surely_not_installed_pkg", "surely-not-installed-pkg>=1")
     assert logic.missing_requirements() == ["surely-not-installed-pkg>=1"]
+
+
+def test_labels_survive_a_deleted_segment(scene):
+    image = synthetic_spine()
+    volume = mrml.volume_node_from_image(scene, image, "volume")
+    labels = synthetic_labels(image)
+    node = mrml.labels_to_segmentation_node(scene, labels, volume, "result", closed_surface=False)
+    node.GetSegmentation().RemoveSegment("VB")
+    expected = sitk.GetArrayFromImage(labels)
+    expected[expected == 2] = 0
+    np.testing.assert_array_equal(mrml.segmentation_to_labels(scene, node, volume), expected)
+    for key in ("SC", "IVD"):
+        node.GetSegmentation().RemoveSegment(key)
+    assert not mrml.segmentation_to_labels(scene, node, volume).any()

@@ -128,7 +128,8 @@ def test_module_has_the_slicer_classes_and_a_parameter_node_wrapper():
 
 
 def parameter_names() -> set[str]:
-    wrapper = next(n for n in module_tree().body if isinstance(n, ast.ClassDef) and n.name == "SpineSegDiffParameterNode")
+    classes = (n for n in module_tree().body if isinstance(n, ast.ClassDef))
+    wrapper = next(n for n in classes if n.name == "SpineSegDiffParameterNode")
     return {s.target.id for s in wrapper.body if isinstance(s, ast.AnnAssign)}
 
 

@@ -146,11 +146,17 @@ def labels_to_segmentation_node(scene, labels: sitk.Image, reference_volume_node
 
 
 def segmentation_to_labels(scene, segmentation_node, reference_volume_node) -> np.ndarray:
-    """The segments as one labelmap array ``(k, j, i)`` on the reference volume's grid, values from the table."""
+    """The segments as one labelmap array ``(k, j, i)`` on the reference volume's grid, values from the table.
+
+    Segments are matched to label values by name; structures whose segment was deleted are simply absent.
+    """
     logic = segmentations_logic(scene)
     ids = vtk.vtkStringArray()
     for structure in STRUCTURES:
-        ids.InsertNextValue(structure.key)
+        if segmentation_node.GetSegmentation().GetSegment(structure.key) is not None:
+            ids.InsertNextValue(structure.key)
+    if ids.GetNumberOfValues() == 0:
+        return np.zeros(array_from_volume_node(reference_volume_node).shape, np.uint8)
     with temporary_nodes(scene):
         labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__spinesegdiff_export__")
         color_table = _label_color_table(scene)
