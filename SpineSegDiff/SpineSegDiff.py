@@ -25,6 +25,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
 from SpineSegDiffLib import logic as core
 from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError
 from SpineSegDiffLib.labels import STRUCTURES, by_key
@@ -443,6 +444,7 @@ class SpineSegDiffTest(ScriptedLoadableModuleTest):
 
     def test_BridgeRoundTrip(self) -> None:
         import numpy as np
+
         from SpineSegDiffLib import mrml
 
         volume = self.syntheticVolume()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.labels import by_key
 

@@ -17,11 +17,12 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
+from tqdm import tqdm
+
 from SpineSegDiffLib.labels import NUM_CLASSES
 from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
 from SpineSegDiffLib.postprocess import ROI_WIDTH, roi_columns
 from SpineSegDiffLib.sampling import make_scheduler
-from tqdm import tqdm
 
 from .augment import corrupt_labels, intensity, random_affine, warp
 from .prepare import load_case
@@ -114,7 +115,8 @@ def train_diffusion(bank: SliceBank, config: DiffusionTrainingConfig, work_dir: 
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = make_scheduler(config.num_train_timesteps)
     generator = torch.Generator().manual_seed(config.seed)
-    iteration = _resume(net, optimizer, generator, work_dir)
+    iteration, elapsed = _resume(net, optimizer, generator, work_dir)
+    started = time.time() - elapsed
     dice = DiceLoss(include_background=True, softmax=True)
     deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
     log = _open_log(work_dir / "losses.csv")
@@ -129,11 +131,11 @@ def train_diffusion(bank: SliceBank, config: DiffusionTrainingConfig, work_dir: 
             terms["total"].backward()
             optimizer.step()
             iteration += 1
-            log.writerow([iteration] + [round(v.item(), 5) for v in terms.values()])
+            log.writerow([iteration] + [round(v.item(), 5) for v in terms.values()] + [round(time.time() - started)])
             bar.update(1)
             bar.set_postfix(loss=f"{terms['total'].item():.3f}")
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
-                _save(net, optimizer, generator, iteration, work_dir)
+                _save(net, optimizer, generator, iteration, time.time() - started, work_dir)
     return net
 
 
@@ -143,27 +145,28 @@ def _open_log(path: Path):
     stream = open(path, "a", newline="", buffering=1)  # noqa: SIM115 - kept open for the run
     writer = csv.writer(stream)
     if new:
-        writer.writerow(["iteration", "mse", "dice", "bce", "total"])
+        writer.writerow(["iteration", "mse", "dice", "bce", "total", "elapsed_s"])
     return writer
 
 
-def _save(net, optimizer, generator, iteration: int, work_dir: Path) -> None:
+def _save(net, optimizer, generator, iteration: int, elapsed: float, work_dir: Path) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-             "generator": generator.get_state()}
+             "generator": generator.get_state(), "elapsed": elapsed}
     torch.save(state, work_dir / "checkpoint.tmp")
     (work_dir / "checkpoint.tmp").replace(work_dir / "checkpoint.pt")
 
 
-def _resume(net, optimizer, generator, work_dir: Path) -> int:
+def _resume(net, optimizer, generator, work_dir: Path) -> tuple[int, float]:
+    """Load the last checkpoint; returns (iterations done, seconds trained)."""
     path = work_dir / "checkpoint.pt"
     if not path.is_file():
-        return 0
+        return 0, 0.0
     state = torch.load(path, map_location="cpu", weights_only=True)
     net.load_state_dict(state["net"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])
-    return int(state["iteration"])
+    return int(state["iteration"]), float(state.get("elapsed", 0.0))
 
 
 def config_to_json(config: DiffusionTrainingConfig) -> dict:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from tqdm import tqdm
+
 from SpineSegDiffLib.labels import STRUCTURES
 from SpineSegDiffLib.options import SegmentOptions
 from SpineSegDiffLib.pipeline import Segmenter
-from tqdm import tqdm
 
 from .datasets import load_dataset
 from .metrics import auroc, dice_per_structure, pearson

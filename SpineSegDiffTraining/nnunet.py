@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from SpineSegDiffLib.labels import STRUCTURES
 from SpineSegDiffLib.models import write_config
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from SpineSegDiffLib.preprocess import labels_to_model_space, to_model_space
 from tqdm import tqdm
+
+from SpineSegDiffLib.preprocess import labels_to_model_space, to_model_space
 
 from .datasets import Case
 

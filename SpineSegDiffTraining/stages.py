@@ -8,12 +8,14 @@ from pathlib import Path
 
 import SimpleITK as sitk
 import torch
+
 from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_PRESEGMENTER, ModelFolder, write_config
 from SpineSegDiffLib.networks import NetworkConfig
 from SpineSegDiffLib.presegment import NnUNetPresegmenter
 
 from . import nnunet
 from .diffusion import DiffusionTrainingConfig, SliceBank, config_to_json, train_diffusion
+from .model_card import write_model_cards
 from .nnunet_trainer import nnUNetTrainerSpineCPU, nnUNetTrainerSpineSmoke
 from .prepare import load_case
 from .splits import Splits
@@ -34,6 +36,7 @@ def run(stage: str, workspace: Workspace, args: argparse.Namespace) -> None:
         from .evaluate import evaluate_models
 
         evaluate_models(workspace, splits, args.out, args.data, args.device, tuple(args.eval_steps))
+        write_model_cards(args.out, workspace.evaluation, training_summary(workspace, args))
 
 
 def train_presegmentation(workspace: Workspace, splits: Splits, files: dict[str, Path], args) -> None:
@@ -77,6 +80,26 @@ def train_refinement(workspace: Workspace, splits: Splits, files: dict[str, Path
     config = DiffusionTrainingConfig(network=NetworkConfig(features=tuple(args.features)), iterations=args.iterations)
     train_diffusion(bank, config, workspace.diffusion, args.minutes)
     (workspace.diffusion / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
+
+
+def training_summary(workspace: Workspace, args) -> dict:
+    """How long and how much each model trained, read back from the training logs."""
+    trainer = TRAINERS[args.nnunet_trainer]
+    fold_dir = nnunet.first_trained_fold(trainer.__name__)
+    epoch_seconds = []
+    for log in sorted(fold_dir.glob("training_log_*.txt")) if fold_dir else []:
+        epoch_seconds += [float(line.split("Epoch time:")[1].split("s")[0]) for line in log.read_text().splitlines()
+                          if "Epoch time:" in line]
+    losses = (workspace.diffusion / "losses.csv").read_text().splitlines()
+    last = dict(zip(losses[0].split(","), losses[-1].split(",")))
+    return {
+        "nnunet": {"trainer": trainer.__name__, "epochs": len(epoch_seconds),
+                   "iterations_per_epoch": trainer.ITERATIONS, "batch_size": nnunet.SMALL_BATCH,
+                   "minutes": round(sum(epoch_seconds) / 60, 1), "fold": fold_dir.name if fold_dir else None},
+        "diffusion": {"iterations": int(last["iteration"]), "minutes": round(float(last.get("elapsed_s", 0)) / 60, 1),
+                      "last_loss": float(last["total"])},
+        "hardware": "2 CPU cores, no GPU",
+    }
 
 
 def bundle(workspace: Workspace, splits: Splits, args) -> None:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import torch
+
 from SpineSegDiffLib.labels import STRUCTURES
 from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_PRESEGMENTER, write_config
 from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet

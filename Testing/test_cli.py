@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import REPO, SHARED_DATA, oblique_direction, synthetic_spine
+
 from SpineSegDiffLib.cli import main
 from SpineSegDiffLib.labels import STRUCTURES
 from SpineSegDiffLib.segfile import read_seg_nrrd

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from SpineSegDiffLib.fusion import (
     StepFusion,
     binary_entropy,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import synthetic_spine
+
 from SpineSegDiffLib.cli import main
 
 FAST = ["--preset", "fast", "--samples", "2", "--steps", "2", "--quiet"]

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from model_factory import make_tiny_diffusion, make_tiny_nnunet
+
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.models import find_models, open_model_folder
 from SpineSegDiffLib.pipeline import Segmenter

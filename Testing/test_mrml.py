@@ -12,6 +12,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (compiled MRML) is not installed", allow_module_level=True)
 
 from conftest import oblique_direction, synthetic_spine  # noqa: E402
+
 from SpineSegDiffLib import logic, mrml  # noqa: E402
 from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402

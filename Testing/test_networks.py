@@ -1,4 +1,5 @@
 import torch
+
 from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet, timestep_embedding
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import oblique_direction, synthetic_spine
+
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.preprocess import (
     MODEL_SIZE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from SpineSegDiffLib.review import BACKGROUND_KEY, Region, planar_axis, uncertain_regions, voxel_measure
 
 SPACING = (0.5, 1.0, 4.0)  # SimpleITK order (i, j, k): NumPy axis 0 has 4 mm, axis 2 has 0.5 mm

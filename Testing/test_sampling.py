@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
 from SpineSegDiffLib.sampling import SamplingOptions, ddim_step, make_scheduler, refine, timestep_pairs
 

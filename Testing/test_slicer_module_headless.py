@@ -22,6 +22,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (compiled MRML) is not installed", allow_module_level=True)
 
 from conftest import REPO, synthetic_spine  # noqa: E402
+
 from SpineSegDiffLib import logic as core  # noqa: E402
 from SpineSegDiffLib.errors import Cancelled  # noqa: E402
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402

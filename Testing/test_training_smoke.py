@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import REPO, SHARED_DATA
+
 from SpineSegDiffLib.models import open_model_folder
 from SpineSegDiffLib.segfile import read_seg_nrrd  # noqa: F401 - the core stays importable beside training
-
 from SpineSegDiffTraining.splits import Splits
 
 CASES = ["spider_005", "spider_007", "spider_011", "spider_018"]

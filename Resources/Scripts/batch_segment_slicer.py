@@ -29,11 +29,10 @@ MODULE_DIR = Path(__file__).resolve().parents[2] / "SpineSegDiff"
 if (MODULE_DIR / "SpineSegDiff.py").is_file() and str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))  # running from the source tree rather than an installed extension
 
+from SpineSegDiff import SpineSegDiffLogic  # noqa: E402
 from SpineSegDiffLib import logic as core  # noqa: E402
 from SpineSegDiffLib.errors import SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.io import is_image_file, stem_of  # noqa: E402
-
-from SpineSegDiff import SpineSegDiffLogic  # noqa: E402
 
 SCENE_SUFFIXES = (".mrb", ".mrml")
 

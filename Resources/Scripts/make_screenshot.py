@@ -52,6 +52,7 @@ def render(result, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.patches import Patch
+
     from SpineSegDiffLib.labels import STRUCTURES
     from SpineSegDiffLib.preview import label_colormap
 
