@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from SpineSegDiffLib.labels import NUM_CLASSES
 from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
-from SpineSegDiffLib.postprocess import ROI_WIDTH, roi_columns
+from SpineSegDiffLib.postprocess import roi_columns
 from SpineSegDiffLib.sampling import make_scheduler
 
 from .augment import corrupt_labels, intensity, random_affine, warp
@@ -39,8 +39,8 @@ class DiffusionTrainingConfig:
     batch_size: int = 4
     learning_rate: float = 2e-4
     weight_decay: float = 1e-4
-    presegmentation_probability: float = 0.5
-    crop_width: int = ROI_WIDTH
+    presegmentation_probability: float = 0.7
+    crop_width: int = 160
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -123,7 +123,8 @@ def train_diffusion(bank: SliceBank, config: DiffusionTrainingConfig, work_dir: 
     with tqdm(total=config.iterations, initial=iteration, desc="diffusion", unit="it") as bar:
         while iteration < config.iterations and time.time() < deadline:
             image, target, start = sample_batch(bank, config, generator)
-            t = torch.randint(0, config.num_train_timesteps, (len(image),), generator=generator)
+            # inference never starts above t_start: train only on the timesteps it visits
+            t = torch.randint(0, config.t_start + 1, (len(image),), generator=generator)
             x0 = F.one_hot(start, NUM_CLASSES).permute(0, 3, 1, 2).float() * 2 - 1
             x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
             terms = diffusion_loss(net(x_t, t, image), target, dice)

@@ -108,16 +108,27 @@ def train_fold(fold: int | str, trainer_class=None, device: str = "cpu"):
     plans, dataset_json = load_json(str(folder / f"{PLANS}.json")), load_json(str(folder / "dataset.json"))
     output = Path(nnUNet_results) / DATASET_NAME / f"{trainer_class.__name__}__{PLANS}__{CONFIGURATION}"
     output = output / f"fold_{fold}"
-    if (output / "checkpoint_final.pth").is_file():
+    resume_from = _checkpoint_to_resume(output, trainer_class.EPOCHS)
+    if resume_from == "finished":
         return None
-    resume = (output / "checkpoint_latest.pth").is_file()
-    plans["continue_training"] = resume  # nnU-Net's trainer takes this flag through the plans
+    plans["continue_training"] = resume_from is not None  # nnU-Net's trainer takes this flag via the plans
     trainer = trainer_class(plans, CONFIGURATION, fold, dataset_json, torch.device(device))
-    if resume:
-        trainer.load_checkpoint(str(output / "checkpoint_latest.pth"))
+    if resume_from is not None:
+        trainer.load_checkpoint(str(resume_from))
     trainer.run_training()
     trainer.perform_actual_validation(False)
     return trainer
+
+
+def _checkpoint_to_resume(output: Path, epochs: int) -> Path | str | None:
+    """``"finished"``, the checkpoint to continue from (the final one when the budget grew), or None."""
+    import torch
+
+    final, latest = output / "checkpoint_final.pth", output / "checkpoint_latest.pth"
+    if final.is_file():
+        done = torch.load(final, map_location="cpu", weights_only=False)["current_epoch"]  # our own output
+        return "finished" if done + 1 >= epochs else final
+    return latest if latest.is_file() else None
 
 
 def oof_prediction_files(trainer_class_name: str, splits: Splits) -> dict[str, Path]:

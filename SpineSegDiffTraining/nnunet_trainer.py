@@ -17,7 +17,7 @@ class nnUNetTrainerSpineCPU(nnUNetTrainer):  # noqa: N801 - nnU-Net's naming con
 
     ITERATIONS = 40
     VAL_ITERATIONS = 4
-    EPOCHS = 15
+    EPOCHS = 22
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = CPU) -> None:
