@@ -135,8 +135,9 @@ def train_diffusion(bank: SliceBank, config: DiffusionTrainingConfig, work_dir: 
             log.writerow([iteration] + [round(v.item(), 5) for v in terms.values()] + [round(time.time() - started)])
             bar.update(1)
             bar.set_postfix(loss=f"{terms['total'].item():.3f}")
-            if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
+            if iteration % config.checkpoint_every == 0:
                 _save(net, optimizer, generator, iteration, time.time() - started, work_dir)
+    _save(net, optimizer, generator, iteration, time.time() - started, work_dir)  # also when stopped by time
     return net
 
 

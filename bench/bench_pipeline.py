@@ -27,6 +27,7 @@ CONFIGS = {
     "research-code equivalent": {"samples": 15, "steps": 50, "fused_steps": 10, "t_start": 49, "sample_batch": 1,
                                  "bfloat16": False},
     "default (standard)": {},
+    "fast preset": {"preset": "fast"},
 }
 DEFAULT_INPUTS = [REPO / "Resources/Samples/spider_t2_sample/image.nii.gz",
                   REPO.parent / "shared/data/samples/lumbar-t2-fastmonai/image.nii.gz",
@@ -90,9 +91,9 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| input | mode | configuration | preprocess | presegmentation | diffusion | postprocess | writing |"
              " total (s) | x default | peak RSS (MB) |", "|---" * 11 + "|"]
     for row in rows:
-        default = next(r for r in rows if r["input"] == row["input"] and r["mode"] == row["mode"]
-                       and r["config"] == "default (standard)")
-        ratio = row["total"] / default["total"]
+        default = next((r for r in rows if r["input"] == row["input"] and r["mode"] == row["mode"]
+                        and r["config"] == "default (standard)"), None)
+        ratio = row["total"] / default["total"] if default else float("nan")
         lines.append(f"| {row['input']} | {row['mode']} | {row['config']} | {row['preprocess']:.2f} | "
                      f"{row['presegmentation']:.2f} | {row['diffusion']:.2f} | {row['postprocess']:.2f} | "
                      f"{row['writing']:.2f} | {row['total']:.2f} | {ratio:.2f} | {row['peak_rss_mb']:.0f} |")
