@@ -154,8 +154,8 @@ def first_trained_fold(trainer_class_name: str) -> Path | None:
     return done[0] if done else None
 
 
-def bundle_model(trainer_class_name: str, folds: list[int], destination: Path, metrics: dict) -> None:
-    """Copy dataset.json, plans.json and weight-only fp16-free checkpoints into a model folder."""
+def bundle_model(trainer_class_name: str, folds: list[int], destination: Path, training: dict) -> None:
+    """Copy dataset.json, plans.json and weight-only checkpoints into a self-describing model folder."""
     import torch
     from nnunetv2.paths import nnUNet_results
 
@@ -178,6 +178,6 @@ def bundle_model(trainer_class_name: str, folds: list[int], destination: Path, m
         files.append(f"fold_{fold}/checkpoint.pth")
     config = {
         "kind": "nnunet", "id": destination.name, "configuration": CONFIGURATION, "folds": folds,
-        "checkpoint": "checkpoint.pth", "metrics": metrics,
+        "checkpoint": "checkpoint.pth", "training": training,
     }
     write_config(destination, config, ["dataset.json", "plans.json", *files])

@@ -107,7 +107,7 @@ def bundle(workspace: Workspace, splits: Splits, args) -> None:
     trainer = TRAINERS[args.nnunet_trainer].__name__
     folds = args.nnunet_folds if args.nnunet_folds else [0]
     training = {"data": str(args.data), "splits": json.loads(workspace.splits_file.read_text())}
-    nnunet.bundle_model(trainer, list(folds), args.out / DEFAULT_PRESEGMENTER, {"training": training})
+    nnunet.bundle_model(trainer, list(folds), args.out / DEFAULT_PRESEGMENTER, training)
     bundle_diffusion(workspace, args.out / DEFAULT_DIFFUSION, training)
 
 
