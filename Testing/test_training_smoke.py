@@ -43,7 +43,7 @@ def test_training_end_to_end(tmp_path, tiny_dataset):
                "--nnunet-folds", "0", "--iterations", "2", "--features", "4", "4", "8", "8", "16", "4",
                "--eval-steps", "1", "2"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "SpineSegDiff"), str(REPO)])}
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
+    run = subprocess.run(command, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=1500)
     assert run.returncode == 0, run.stderr[-3000:]
 
     splits = Splits.load(work / "splits.json")
