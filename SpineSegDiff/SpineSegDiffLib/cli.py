@@ -11,7 +11,9 @@ skips the cases already finished (``--overwrite`` redoes them).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,8 +93,17 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Ctrl-C and a scheduler's SIGTERM both stop cleanly, also when started as a background job
+    # (which inherits SIGINT ignored): staged files are removed, finished cases are kept.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
     started = time.time()
     try:
         code = run_segment(args) if args.command == "segment" else run_info(args)
