@@ -85,11 +85,11 @@ def sample_batch(bank: SliceBank, config: DiffusionTrainingConfig, generator: to
         start[synthetic] = corrupt_labels(target[synthetic], generator)
     image, (target, start) = warp(image, [target, start], random_affine(len(index), generator))
     image = intensity(image, generator) * 2 - 1
-    crops = [roi_columns(t.numpy(), config.crop_width, margin=0) for t in target]
     jitter = torch.randint(-16, 17, (len(index),), generator=generator).tolist()
-    width = image.shape[-1]
-    columns = [slice(max(0, min(c.start + j, width - config.crop_width)), 0) for c, j in zip(crops, jitter)]
-    columns = [slice(c.start, c.start + config.crop_width) for c in columns]
+    last_start = image.shape[-1] - config.crop_width
+    starts = [min(max(roi_columns(t.numpy(), config.crop_width, margin=0).start + j, 0), last_start)
+              for t, j in zip(target, jitter)]
+    columns = [slice(start, start + config.crop_width) for start in starts]
     pick = lambda x: torch.stack([x[i, ..., c] for i, c in enumerate(columns)])  # noqa: E731
     return pick(image), pick(target), pick(start)
 

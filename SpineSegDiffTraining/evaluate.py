@@ -31,16 +31,20 @@ def processed_slice(image: sitk.Image, axis: int, index: int) -> np.ndarray:
     return np.take(array, index, axis=2 - axis)
 
 
-def evaluate_case(segmenter: Segmenter, image: sitk.Image, truth: sitk.Image, options: SegmentOptions) -> dict:
-    result = segmenter.segment(image, options)
+def slice_scores(result, truth: sitk.Image) -> dict:
+    """Dice per structure, heatmap AUROC and mean uncertainty on the processed slice of ``result``."""
     axis, index = result.geometry.sagittal_axis, result.slice_indices[0]
     prediction = processed_slice(result.labels, axis, index)
     expected = processed_slice(truth, axis, index)
     heat = processed_slice(result.uncertainty, axis, index)
     scores = dice_per_structure(prediction, expected)
     return {"dice": scores, "mean_dice": float(np.mean(list(scores.values()))),
-            "auroc": auroc(heat, prediction != expected), "mean_uncertainty": float(heat[prediction > 0].mean()),
-            "seconds": result.timings["total"]}
+            "auroc": auroc(heat, prediction != expected), "mean_uncertainty": float(heat[prediction > 0].mean())}
+
+
+def evaluate_case(segmenter: Segmenter, image: sitk.Image, truth: sitk.Image, options: SegmentOptions) -> dict:
+    result = segmenter.segment(image, options)
+    return {**slice_scores(result, truth), "seconds": result.timings["total"]}
 
 
 def evaluate_models(workspace: Workspace, splits: Splits, models_dir: Path, data: Path, device: str = "cpu",

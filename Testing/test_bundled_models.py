@@ -11,8 +11,7 @@ from SpineSegDiffLib.io import read_volume
 from SpineSegDiffLib.models import DEFAULT_MODELS_DIR, open_model_folder
 from SpineSegDiffLib.options import SegmentOptions
 from SpineSegDiffLib.pipeline import Segmenter
-from SpineSegDiffTraining.evaluate import processed_slice
-from SpineSegDiffTraining.metrics import auroc, dice_per_structure
+from SpineSegDiffTraining.evaluate import slice_scores
 
 SAMPLE = REPO / "Resources" / "Samples" / "spider_t2_sample"
 FLOORS = json.loads((REPO / "Testing" / "dice_floors.json").read_text())
@@ -30,11 +29,8 @@ def sample():
 
 
 def _slice_scores(result, truth):
-    axis, index = result.geometry.sagittal_axis, result.slice_indices[0]
-    prediction = processed_slice(result.labels, axis, index)
-    expected = processed_slice(truth, axis, index)
-    heat = processed_slice(result.uncertainty, axis, index)
-    return dice_per_structure(prediction, expected), auroc(heat, prediction != expected)
+    scores = slice_scores(result, truth)
+    return scores["dice"], scores["auroc"]
 
 
 def test_bundled_folders_are_valid_and_not_trained_on_the_sample():
