@@ -48,8 +48,9 @@ Segments the <b>vertebrae</b>, <b>intervertebral discs</b> and <b>spinal canal</
 and shows an <b>uncertainty heatmap</b> telling where to check and correct: an nnU-Net presegmentation is
 refined by a diffusion model whose samples disagree where the result is doubtful.
 <br><br><b>Limits:</b> made for <b>T2-weighted sagittal lumbar</b> series only. The bundled models were trained
-on 26 SPIDER series on a CPU: they are a demonstration, not a clinical tool. "Volumetric 3D" mode is not
-available yet; "Every slice" runs the 2D model slice by slice and takes minutes on a CPU.
+on 26 SPIDER series on a CPU: they are a demonstration, not a clinical tool. "Every slice" runs the 2D model
+on each sagittal slice, "Volumetric 3D" the 3D Diff-UNet over the whole volume; both give a heatmap for every
+slice and use lighter presets than the central slice.
 <br><br>Review panel: the most uncertain regions; click one to centre the views on it and select its segment.
 """
         self.parent.acknowledgementText = """
@@ -64,7 +65,7 @@ class SpineSegDiffParameterNode:
     """Inputs, options and outputs of the module (saved with the scene)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
-    mode: Annotated[str, Choice(["central", "slices"])] = "central"
+    mode: Annotated[str, Choice(["central", "slices", "volume"])] = "central"
     preset: Annotated[str, Choice(["fast", "standard", "paper"])] = "standard"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     samples: Annotated[int, WithinRange(0, 64)] = 0
@@ -106,6 +107,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.centralRadioButton.connect("toggled(bool)", self._onModeChanged)
         self.ui.slicesRadioButton.connect("toggled(bool)", self._onModeChanged)
+        self.ui.volumetricRadioButton.connect("toggled(bool)", self._onModeChanged)
         self.ui.refreshRegionsButton.connect("clicked(bool)", self.updateRegionsTable)
         self.ui.regionsTable.connect("cellClicked(int,int)", self.onRegionClicked)
         self.ui.editSegmentButton.connect("clicked(bool)", self.onEditInSegmentEditor)
@@ -155,6 +157,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode
         self.ui.centralRadioButton.checked = node.mode == "central"
         self.ui.slicesRadioButton.checked = node.mode == "slices"
+        self.ui.volumetricRadioButton.checked = node.mode == "volume"
         self.ui.segmentButton.enabled = node.inputVolume is not None and self._job is None
         self.ui.segmentButton.toolTip = "Segment the input volume" if node.inputVolume else "Select an input volume"
         if node.outputHeatmap is not None and node.heatmapOpacity != self._shown["opacity"]:
@@ -165,7 +168,8 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onModeChanged(self, checked: bool) -> None:
         if self._parameterNode and checked:
-            self._parameterNode.mode = "slices" if self.ui.slicesRadioButton.checked else "central"
+            buttons = {"slices": self.ui.slicesRadioButton, "volume": self.ui.volumetricRadioButton}
+            self._parameterNode.mode = next((m for m, b in buttons.items() if b.checked), "central")
 
     # --- running -------------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """``spinesegdiff-train``: retrain the presegmentation (nnU-Net v2) and the diffusion model.
 
     spinesegdiff-train all --data DATA --work WORK --out Resources/Models
-    spinesegdiff-train nnunet|diffusion|evaluate|bundle ... (the same stages one by one)
+    spinesegdiff-train nnunet|diffusion|diffusion3d|bundle|evaluate|evaluate-volumes ... (one stage)
 
 Every stage resumes from ``WORK``; the split (``WORK/splits.json``) is made once and reused.
 """
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinesegdiff-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", required=True)
-    for name in ("prepare", "nnunet", "diffusion", "evaluate", "bundle", "all"):
+    for name in ("prepare", "nnunet", "diffusion", "diffusion3d", "bundle", "evaluate", "evaluate-volumes", "all"):
         stage = sub.add_parser(name)
         stage.add_argument("--data", type=Path, required=True, help="SPIDER root or folder of <case>/image+mask")
         stage.add_argument("--work", type=Path, required=True, help="work folder (resumable)")
@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--nnunet-folds", type=int, nargs="*", help="train only these folds")
         stage.add_argument("--iterations", type=int, default=3000, help="diffusion training iterations")
         stage.add_argument("--minutes", type=float, help="stop diffusion training after this long (resumable)")
-        stage.add_argument("--features", type=int, nargs=6, default=(16, 16, 32, 64, 128, 16))
+        stage.add_argument("--features", type=int, nargs=6,
+                           help="diffusion network widths (default 16 16 32 64 128 16 in 2D, 8 8 16 32 64 8 in 3D)")
+        stage.add_argument("--patch-size", type=int, nargs=3, default=(16, 128, 128),
+                           help="3D training patch: slices, rows, columns")
+        stage.add_argument("--roi-size", type=int, nargs=3,
+                           help="3D sliding-window size at inference (default: the training patch)")
         stage.add_argument("--eval-steps", type=int, nargs="+", default=(1, 2, 5, 10),
                            help="denoising steps compared in the evaluation (Table 2)")
         stage.add_argument("--out", type=Path, default=Path("Resources/Models"), help="model folders go here")

@@ -30,7 +30,11 @@ from .prepare import load_case
 
 @dataclass(frozen=True)
 class DiffusionTrainingConfig:
-    """All settings of one diffusion training run (stored in the model folder)."""
+    """All settings of one diffusion training run (stored in the model folder).
+
+    ``crop_width`` applies to 2D training (full-height crops), ``patch_size`` (slices, rows, columns)
+    to 3D training (``network.spatial_dims == 3``).
+    """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
     num_train_timesteps: int = 50
@@ -41,6 +45,7 @@ class DiffusionTrainingConfig:
     weight_decay: float = 1e-4
     presegmentation_probability: float = 0.7
     crop_width: int = 160
+    patch_size: tuple[int, int, int] = (16, 128, 128)
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -64,6 +69,9 @@ class SliceBank:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def sample(self, config: DiffusionTrainingConfig, generator: torch.Generator):
+        return sample_batch(self, config, generator)
 
 
 def _read_preseg(path: Path | None, shape) -> np.ndarray | None:
@@ -94,9 +102,14 @@ def sample_batch(bank: SliceBank, config: DiffusionTrainingConfig, generator: to
     return pick(image), pick(target), pick(start)
 
 
+def one_hot_channels(labels: torch.Tensor) -> torch.Tensor:
+    """``(B, *spatial)`` integer labels -> float ``(B, K, *spatial)``."""
+    return F.one_hot(labels, NUM_CLASSES).movedim(-1, 1).float()
+
+
 def diffusion_loss(logits: torch.Tensor, target: torch.Tensor, dice: DiceLoss) -> dict[str, torch.Tensor]:
-    """MSE + Dice + BCE between softmax(logits) and one-hot target; ``(B,K,H,W), (B,H,W)``."""
-    onehot = F.one_hot(target, NUM_CLASSES).permute(0, 3, 1, 2).float()
+    """MSE + Dice + BCE between softmax(logits) and one-hot target; ``(B,K,*spatial), (B,*spatial)``."""
+    onehot = one_hot_channels(target)
     probabilities = torch.softmax(logits, dim=1)
     terms = {
         "mse": F.mse_loss(probabilities, onehot),
@@ -107,9 +120,13 @@ def diffusion_loss(logits: torch.Tensor, target: torch.Tensor, dice: DiceLoss) -
     return terms
 
 
-def train_diffusion(bank: SliceBank, config: DiffusionTrainingConfig, work_dir: Path,
+def train_diffusion(bank, config: DiffusionTrainingConfig, work_dir: Path,
                     max_minutes: float | None = None) -> SpineSegDiffNet:
-    """Train (resuming from ``work_dir/checkpoint.pt``); logs losses to ``work_dir/losses.csv``."""
+    """Train (resuming from ``work_dir/checkpoint.pt``); logs losses to ``work_dir/losses.csv``.
+
+    ``bank.sample(config, generator)`` gives one batch ``(image (B,1,*s), target (B,*s), start (B,*s))``:
+    a :class:`SliceBank` for 2D, a :class:`~.volumes.VolumeBank` for 3D; the loop is the same.
+    """
     torch.manual_seed(config.seed)
     net = SpineSegDiffNet(config.network)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -120,12 +137,13 @@ def train_diffusion(bank: SliceBank, config: DiffusionTrainingConfig, work_dir: 
     dice = DiceLoss(include_background=True, softmax=True)
     deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
     log = _open_log(work_dir / "losses.csv")
-    with tqdm(total=config.iterations, initial=iteration, desc="diffusion", unit="it") as bar:
+    description = f"diffusion {config.network.spatial_dims}D"
+    with tqdm(total=config.iterations, initial=iteration, desc=description, unit="it") as bar:
         while iteration < config.iterations and time.time() < deadline:
-            image, target, start = sample_batch(bank, config, generator)
+            image, target, start = bank.sample(config, generator)
             # inference never starts above t_start: train only on the timesteps it visits
             t = torch.randint(0, config.t_start + 1, (len(image),), generator=generator)
-            x0 = F.one_hot(start, NUM_CLASSES).permute(0, 3, 1, 2).float() * 2 - 1
+            x0 = one_hot_channels(start) * 2 - 1
             x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
             terms = diffusion_loss(net(x_t, t, image), target, dice)
             optimizer.zero_grad(set_to_none=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER
+
 from .evaluate import summarise
 
 LIMITATIONS = """\
@@ -20,16 +22,40 @@ LIMITATIONS = """\
 
 
 def write_model_cards(models_dir: Path, evaluation_dir: Path, training_log: dict) -> None:
-    """Write ``MODEL_CARD.md`` into both bundled folders and the summary metrics into their configs."""
-    results = json.loads((evaluation_dir / "results.json").read_text())
-    table = (evaluation_dir / "results.md").read_text()
-    summaries = {name: summarise(per_case) for name, per_case in results.items()}
-    for folder in (models_dir / "nnunet-2d-t2", models_dir / "spinesegdiff-2d-t2"):
-        config_path = folder / "config.json"
+    """Write ``MODEL_CARD.md`` into the bundled folders and the summary metrics into their configs.
+
+    The central-slice table (``results.*``) goes into every card; the volumetric one (``volumes.*``),
+    when it exists, too, and its summary into the configs as ``volume_summary_by_method``."""
+    tables, metrics = [], {}
+    for stem, key, title in (("results", "summary_by_method", "central sagittal slice, input grid"),
+                             ("volumes", "volume_summary_by_method", "whole volume, input grid")):
+        if (evaluation_dir / f"{stem}.json").is_file():
+            results = json.loads((evaluation_dir / f"{stem}.json").read_text())
+            metrics["test_cases"] = sorted(next(iter(results.values())))
+            metrics[key] = {name: summarise(per_case) for name, per_case in results.items()}
+            tables.append(f"### {title}\n{(evaluation_dir / f'{stem}.md').read_text()}")
+    for name in (DEFAULT_PRESEGMENTER, DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D):
+        folder, config_path = models_dir / name, models_dir / name / "config.json"
+        if not config_path.is_file():
+            continue
         config = json.loads(config_path.read_text())
-        config["metrics"] = {"test_cases": sorted(next(iter(results.values()))), "summary_by_method": summaries}
+        config["metrics"] = metrics
         config_path.write_text(json.dumps(config, indent=2) + "\n")
-        (folder / "MODEL_CARD.md").write_text(_card(folder.name, config, table, training_log))
+        (folder / "MODEL_CARD.md").write_text(_card(folder.name, config, "\n".join(tables), training_log))
+
+
+def _description(config: dict) -> str:
+    if config["kind"] == "nnunet":
+        return "nnU-Net v2 2D presegmentation network (PlainConvUNet from nnU-Net's plans, widths capped for CPU)."
+    network = config["network"]
+    text = (f"SpineSegDiff dual-encoder diffusion network, {network['spatial_dims']}D (image encoder + "
+            "time-conditioned denoising UNet, MONAI basic_unet blocks), predicting x0; cosine DDIM schedule.")
+    if network["spatial_dims"] == 3:
+        inference = config.get("inference", {})
+        text += (f" Trained on patches of {config['training']['config']['patch_size']} (slices, rows, columns) of "
+                 f"whole model-space volumes; inference with MONAI's SlidingWindowInferer, windows "
+                 f"{inference.get('roi_size')}, overlap {inference.get('overlap')}, Gaussian blending.")
+    return text
 
 
 def _card(name: str, config: dict, table: str, training_log: dict) -> str:
@@ -37,10 +63,7 @@ def _card(name: str, config: dict, table: str, training_log: dict) -> str:
     return f"""# Model card: {name}
 
 ## What it is
-{"nnU-Net v2 2D presegmentation network (PlainConvUNet from nnU-Net's plans, widths capped for CPU)."
- if config["kind"] == "nnunet" else
- "SpineSegDiff dual-encoder diffusion network (image encoder + time-conditioned denoising UNet, MONAI "
- "basic_unet blocks), predicting x0; cosine DDIM schedule."}
+{_description(config)}
 Labels: 0 background, 1 spinal canal (SC), 2 vertebrae (VB, posterior elements included), 3
 intervertebral discs (IVD).
 
@@ -58,7 +81,7 @@ resample in-plane to 1 mm; centre in 320 x 320; scale intensities so the volume'
 ## Training
 {json.dumps(training_log, indent=2)}
 
-## Measured on the held-out test series (central sagittal slice, input grid)
+## Measured on the held-out test series
 {table}
 ## Limitations
 {LIMITATIONS}"""

@@ -9,9 +9,16 @@ from pathlib import Path
 import SimpleITK as sitk
 import torch
 
-from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_PRESEGMENTER, ModelFolder, write_config
+from SpineSegDiffLib.models import (
+    DEFAULT_DIFFUSION,
+    DEFAULT_DIFFUSION_3D,
+    DEFAULT_PRESEGMENTER,
+    ModelFolder,
+    write_config,
+)
 from SpineSegDiffLib.networks import NetworkConfig
 from SpineSegDiffLib.presegment import NnUNetPresegmenter
+from SpineSegDiffLib.volumetric import DEFAULT_OVERLAP
 
 from . import nnunet
 from .diffusion import DiffusionTrainingConfig, SliceBank, config_to_json, train_diffusion
@@ -19,9 +26,14 @@ from .model_card import write_model_cards
 from .nnunet_trainer import nnUNetTrainerSpineCPU, nnUNetTrainerSpineSmoke
 from .prepare import load_case
 from .splits import Splits
+from .volumes import VolumeBank
 from .workspace import Workspace
 
 TRAINERS = {"cpu": nnUNetTrainerSpineCPU, "smoke": nnUNetTrainerSpineSmoke}
+FEATURES_2D = (16, 16, 32, 64, 128, 16)
+FEATURES_3D = (8, 8, 16, 32, 64, 8)
+"""Half the 2D widths: one 3D training step of 2 patches of 16 x 128 x 128 takes about 3 s on 2 CPU cores."""
+BATCH_3D = 2
 
 
 def run(stage: str, workspace: Workspace, args: argparse.Namespace) -> None:
@@ -30,12 +42,19 @@ def run(stage: str, workspace: Workspace, args: argparse.Namespace) -> None:
         train_presegmentation(workspace, splits, files, args)
     if stage in ("diffusion", "all"):
         train_refinement(workspace, splits, files, args)
+    if stage in ("diffusion3d", "all"):
+        train_volumetric_refinement(workspace, splits, files, args)
     if stage in ("bundle", "all"):
         bundle(workspace, splits, args)
     if stage in ("evaluate", "all"):
         from .evaluate import evaluate_models
 
         evaluate_models(workspace, splits, args.out, args.data, args.device, tuple(args.eval_steps))
+    if stage in ("evaluate-volumes", "all") and (args.out / DEFAULT_DIFFUSION_3D).is_dir():
+        from .evaluate_volumes import evaluate_volumes
+
+        evaluate_volumes(workspace, splits, args.out, args.data, args.device)
+    if stage in ("evaluate", "evaluate-volumes", "all"):
         write_model_cards(args.out, workspace.evaluation, training_summary(workspace, args))
 
 
@@ -77,9 +96,22 @@ def train_refinement(workspace: Workspace, splits: Splits, files: dict[str, Path
     presegmentations = presegment_training_cases(workspace, splits, files, args)
     print(f"diffusion training: {len(splits.train_val)} cases, {len(presegmentations)} with presegmentations")
     bank = SliceBank(files, splits.train_val, presegmentations)
-    config = DiffusionTrainingConfig(network=NetworkConfig(features=tuple(args.features)), iterations=args.iterations)
+    network = NetworkConfig(features=tuple(args.features or FEATURES_2D))
+    config = DiffusionTrainingConfig(network=network, iterations=args.iterations)
     train_diffusion(bank, config, workspace.diffusion, args.minutes)
     (workspace.diffusion / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
+
+
+def train_volumetric_refinement(workspace: Workspace, splits: Splits, files: dict[str, Path], args) -> None:
+    """Train the 3D Diff-UNet on patches of the train/validation volumes (same presegmentations as 2D)."""
+    presegmentations = presegment_training_cases(workspace, splits, files, args)
+    print(f"3D diffusion training: {len(splits.train_val)} volumes, patches {tuple(args.patch_size)}")
+    bank = VolumeBank(files, splits.train_val, presegmentations)
+    network = NetworkConfig(spatial_dims=3, features=tuple(args.features or FEATURES_3D))
+    config = DiffusionTrainingConfig(network=network, iterations=args.iterations, batch_size=BATCH_3D,
+                                     patch_size=tuple(args.patch_size))
+    train_diffusion(bank, config, workspace.diffusion_3d, args.minutes)
+    (workspace.diffusion_3d / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
 
 
 def training_summary(workspace: Workspace, args) -> dict:
@@ -90,16 +122,23 @@ def training_summary(workspace: Workspace, args) -> dict:
     for log in sorted(fold_dir.glob("training_log_*.txt")) if fold_dir else []:
         epoch_seconds += [float(line.split("Epoch time:")[1].split("s")[0]) for line in log.read_text().splitlines()
                           if "Epoch time:" in line]
-    losses = (workspace.diffusion / "losses.csv").read_text().splitlines()
-    last = dict(zip(losses[0].split(","), losses[-1].split(",")))
-    return {
+    summary = {
         "nnunet": {"trainer": trainer.__name__, "epochs": len(epoch_seconds),
                    "iterations_per_epoch": trainer.ITERATIONS, "batch_size": nnunet.SMALL_BATCH,
                    "minutes": round(sum(epoch_seconds) / 60, 1), "fold": fold_dir.name if fold_dir else None},
-        "diffusion": {"iterations": int(last["iteration"]), "minutes": round(float(last.get("elapsed_s", 0)) / 60, 1),
-                      "last_loss": float(last["total"])},
+        "diffusion": _diffusion_log(workspace.diffusion),
         "hardware": "2 CPU cores, no GPU",
     }
+    if (workspace.diffusion_3d / "losses.csv").is_file():
+        summary["diffusion_3d"] = _diffusion_log(workspace.diffusion_3d)
+    return summary
+
+
+def _diffusion_log(run_dir: Path) -> dict:
+    losses = (run_dir / "losses.csv").read_text().splitlines()
+    last = dict(zip(losses[0].split(","), losses[-1].split(",")))
+    return {"iterations": int(last["iteration"]), "minutes": round(float(last.get("elapsed_s", 0)) / 60, 1),
+            "last_loss": float(last["total"])}
 
 
 def bundle(workspace: Workspace, splits: Splits, args) -> None:
@@ -108,12 +147,16 @@ def bundle(workspace: Workspace, splits: Splits, args) -> None:
     folds = args.nnunet_folds if args.nnunet_folds else [0]
     training = {"data": str(args.data), "splits": json.loads(workspace.splits_file.read_text())}
     nnunet.bundle_model(trainer, list(folds), args.out / DEFAULT_PRESEGMENTER, training)
-    bundle_diffusion(workspace, args.out / DEFAULT_DIFFUSION, training)
+    bundle_diffusion(workspace.diffusion, args.out / DEFAULT_DIFFUSION, training)
+    if (workspace.diffusion_3d / "config.json").is_file():
+        inference = {"roi_size": list(args.roi_size or args.patch_size), "overlap": DEFAULT_OVERLAP}
+        bundle_diffusion(workspace.diffusion_3d, args.out / DEFAULT_DIFFUSION_3D, training, inference)
 
 
-def bundle_diffusion(workspace: Workspace, destination: Path, training: dict) -> None:
-    state = torch.load(workspace.diffusion / "checkpoint.pt", map_location="cpu", weights_only=True)
-    config = json.loads((workspace.diffusion / "config.json").read_text())
+def bundle_diffusion(run_dir: Path, destination: Path, training: dict, inference: dict | None = None) -> None:
+    """A diffusion model folder from a training run (``run_dir``: checkpoint.pt + config.json)."""
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    config = json.loads((run_dir / "config.json").read_text())
     destination.mkdir(parents=True, exist_ok=True)
     torch.save(state["net"], destination / "weights.pt")
     model_config = {
@@ -124,4 +167,6 @@ def bundle_diffusion(workspace: Workspace, destination: Path, training: dict) ->
                           "orientation": "sagittal, superior up, anterior left"},
         "training": {**training, "config": config, "iterations_done": state["iteration"]},
     }
+    if inference:
+        model_config["inference"] = inference
     write_config(destination, model_config, ["weights.pt"])

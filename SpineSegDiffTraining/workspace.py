@@ -12,7 +12,8 @@ from .splits import Splits, load_or_make_splits
 
 @dataclass(frozen=True)
 class Workspace:
-    """``root/modelspace`` (cached cases), ``splits.json``, ``nnunet/``, ``diffusion/``, ``evaluation/``."""
+    """``root/modelspace`` (cached cases), ``splits.json``, ``nnunet/``, ``diffusion/``, ``diffusion-3d/``,
+    ``evaluation/``."""
 
     root: Path
 
@@ -31,6 +32,10 @@ class Workspace:
     @property
     def diffusion(self) -> Path:
         return self.root / "diffusion"
+
+    @property
+    def diffusion_3d(self) -> Path:
+        return self.root / "diffusion-3d"
 
     @property
     def evaluation(self) -> Path:

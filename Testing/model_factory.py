@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from SpineSegDiffLib.labels import STRUCTURES
-from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_PRESEGMENTER, write_config
+from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER, write_config
 from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
 
 TINY_FEATURES = (4, 4, 8, 8, 16, 4)
@@ -73,22 +73,30 @@ def make_tiny_nnunet(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def make_tiny_diffusion(folder: Path, seed: int = 0, num_train_timesteps: int = 10, t_start: int = 6) -> Path:
-    """A diffusion model folder with a tiny random dual-encoder network."""
+TINY_ROI_3D = (16, 160, 96)
+
+
+def make_tiny_diffusion(folder: Path, seed: int = 0, num_train_timesteps: int = 10, t_start: int = 6,
+                        spatial_dims: int = 2) -> Path:
+    """A diffusion model folder with a tiny random dual-encoder network (2D, or 3D with 16x160x96 windows)."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    network = NetworkConfig(features=TINY_FEATURES)
+    network = NetworkConfig(spatial_dims=spatial_dims, features=TINY_FEATURES)
     torch.save(SpineSegDiffNet(network).state_dict(), folder / "weights.pt")
-    config = {"kind": "diffusion", "id": "tiny-diffusion",
-              "network": {"spatial_dims": 2, "num_classes": 4, "features": list(TINY_FEATURES), "image_channels": 1},
+    config = {"kind": "diffusion", "id": f"tiny-diffusion-{spatial_dims}d",
+              "network": {"spatial_dims": spatial_dims, "num_classes": 4, "features": list(TINY_FEATURES),
+                          "image_channels": 1},
               "diffusion": {"num_train_timesteps": num_train_timesteps, "schedule": "cosine", "prediction": "x0",
                             "t_start": t_start}}
+    if spatial_dims == 3:
+        config["inference"] = {"roi_size": list(TINY_ROI_3D), "overlap": 0.25}
     write_config(folder, config, ["weights.pt"])
     return folder
 
 
 def make_tiny_models(root: Path) -> Path:
-    """``root`` holding both default-named tiny model folders; pass it as ``models_dir``."""
+    """``root`` holding the three default-named tiny model folders; pass it as ``models_dir``."""
     make_tiny_nnunet(root / DEFAULT_PRESEGMENTER)
     make_tiny_diffusion(root / DEFAULT_DIFFUSION)
+    make_tiny_diffusion(root / DEFAULT_DIFFUSION_3D, spatial_dims=3)
     return root

@@ -20,7 +20,7 @@ def diffusion_folder(tmp_path):
 
 def test_valid_folders_open_and_are_listed(tmp_path, diffusion_folder):
     make_tiny_nnunet(tmp_path / "nnunet")
-    assert open_model_folder(diffusion_folder, "diffusion").model_id == "tiny-diffusion"
+    assert open_model_folder(diffusion_folder, "diffusion").model_id == "tiny-diffusion-2d"
     assert sorted(m.kind for m in find_models(tmp_path)) == ["diffusion", "nnunet"]
 
 

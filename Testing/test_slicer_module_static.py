@@ -167,11 +167,14 @@ def test_ui_parameter_bindings_match_the_parameter_node():
     assert {"inputVolume", "preset", "device", "samples", "steps", "seed", "heatmapOpacity"} <= bindings
 
 
-def test_volumetric_mode_is_listed_but_disabled():
-    widget = ui_widgets()["volumetricRadioButton"]
-    properties = {p.get("name"): p for p in widget.findall("property")}
-    assert properties["enabled"].findtext("bool") == "false"
-    assert properties["toolTip"].findtext("string") == "not available yet"
+def test_every_mode_has_an_enabled_radio_button_the_widget_reads():
+    widgets = ui_widgets()
+    source = MODULE_FILE.read_text()
+    for button in ("centralRadioButton", "slicesRadioButton", "volumetricRadioButton"):
+        properties = {p.get("name"): p for p in widgets[button].findall("property")}
+        assert "enabled" not in properties
+        assert f"self.ui.{button}.checked = node.mode ==" in source
+    assert 'Choice(["central", "slices", "volume"])' in source
 
 
 def test_review_table_has_structure_size_and_uncertainty_columns():

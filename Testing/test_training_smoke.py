@@ -1,5 +1,5 @@
 """The whole training path on a tiny real subset, a couple of iterations per stage, so it cannot rot:
-export -> nnU-Net v2 plan/preprocess/train/validate -> diffusion -> bundle -> evaluate."""
+export -> nnU-Net v2 plan/preprocess/train/validate -> 2D and 3D diffusion -> bundle -> evaluate."""
 
 import json
 import os
@@ -56,6 +56,10 @@ def test_training_end_to_end(tmp_path, tiny_dataset):
     assert nnunet.config["folds"] == [0]
     assert diffusion.config["training"]["iterations_done"] == 2
     assert diffusion.config["network"]["features"] == [4, 4, 8, 8, 16, 4]
+    volumetric = open_model_folder(models / "spinesegdiff-3d-t2", "diffusion")
+    assert volumetric.config["network"]["spatial_dims"] == 3
+    assert volumetric.config["inference"]["roi_size"] == [16, 128, 128]
+    assert volumetric.config["training"]["iterations_done"] == 2
 
     losses = np.genfromtxt(work / "diffusion" / "losses.csv", delimiter=",", names=True)
     assert len(np.atleast_1d(losses)) == 2 and np.all(np.isfinite(losses["total"]))
@@ -66,3 +70,9 @@ def test_training_end_to_end(tmp_path, tiny_dataset):
     assert set(scores) == {"SC", "VB", "IVD"} and all(0 <= v <= 1 for v in scores.values())
     table = (work / "evaluation" / "results.md").read_text()
     assert "| nnU-Net |" in table and (work / "evaluation" / "results.png").stat().st_size > 1000
+
+    volumes = json.loads((work / "evaluation" / "volumes.json").read_text())
+    assert set(volumes) == {"nnU-Net (every slice)", "+SpineSegDiff 2D, every slice", "+Diff-UNet 3D"}
+    assert all(case["slices"] == 3 for setting in volumes.values() for case in setting.values())
+    card = (models / "spinesegdiff-3d-t2" / "MODEL_CARD.md").read_text()
+    assert "whole volume" in card and "SlidingWindowInferer" in card

@@ -1,6 +1,6 @@
 """``spinesegdiff``: segment lumbar spine MRI from the command line.
 
-    spinesegdiff segment INPUT [INPUT ...] -o OUT_DIR [--preset fast|standard|paper] [--mode central|slices]
+    spinesegdiff segment INPUT [INPUT ...] -o OUT_DIR [--preset fast|standard|paper] [--mode central|slices|volume]
     spinesegdiff info
 
 INPUT is an image file (NIfTI, NRRD, MHA/MHD), a DICOM series folder, or a folder of image files.
@@ -29,14 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser("segment", help="segment one or more volumes")
     seg.add_argument("inputs", nargs="+", type=Path)
     seg.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    seg.add_argument("--mode", choices=MODES, default="central", help="central sagittal slice or every slice")
-    seg.add_argument("--preset", choices=tuple(PRESETS), default="standard")
+    seg.add_argument("--mode", choices=MODES, default="central",
+                     help="central sagittal slice (the paper), the 2D model on every slice, or the 3D model")
+    seg.add_argument("--preset", choices=tuple(PRESETS), default="standard",
+                     help="central: S x steps = 5x2 / 15x5 / 15x10; slices and volume: 3x2 / 5x2 / 15x5")
     seg.add_argument("--samples", type=int, help="S, diffusion samples (preset default)")
     seg.add_argument("--steps", type=int, help="denoising steps (preset default)")
     seg.add_argument("--fused-steps", type=int, help="Ts, last steps fused (preset default)")
     seg.add_argument("--t-start", type=int, help="timestep the presegmentation is noised to")
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--device", choices=DEVICES, default="auto")
+    seg.add_argument("--bfloat16", action="store_true", help="bfloat16 autocast (GPUs; slower on most CPUs)")
     seg.add_argument("--slice-index", type=int, help="process this sagittal index instead of the central one")
     seg.add_argument("--no-refine", action="store_true", help="nnU-Net presegmentation only")
     seg.add_argument("--series", help="DICOM series UID when a folder holds several")
@@ -62,7 +65,7 @@ def options_from(args: argparse.Namespace) -> SegmentOptions:
     return SegmentOptions(
         mode=args.mode, preset=args.preset, samples=args.samples, steps=args.steps, fused_steps=args.fused_steps,
         t_start=args.t_start, seed=args.seed, device=args.device, refine=not args.no_refine,
-        slice_index=args.slice_index,
+        slice_index=args.slice_index, bfloat16=args.bfloat16,
     )
 
 

@@ -26,6 +26,7 @@ CONFIG_NAME = "config.json"
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 DEFAULT_PRESEGMENTER = "nnunet-2d-t2"
 DEFAULT_DIFFUSION = "spinesegdiff-2d-t2"
+DEFAULT_DIFFUSION_3D = "spinesegdiff-3d-t2"
 
 
 @dataclass(frozen=True)

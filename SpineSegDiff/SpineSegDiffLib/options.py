@@ -10,17 +10,25 @@ from .errors import SpineSegDiffError
 from .sampling import SamplingOptions
 
 PRESETS: dict[str, dict[str, int]] = {
-    "fast": {"samples": 15, "steps": 2, "fused_steps": 2},
+    "fast": {"samples": 5, "steps": 2, "fused_steps": 2},
     "standard": {"samples": 15, "steps": 5, "fused_steps": 5},
     "paper": {"samples": 15, "steps": 10, "fused_steps": 10},
 }
-"""S = 15 chains (the paper's S) and 2, 5 or 10 denoising steps from t_start. On the 7 held-out SPIDER
-series the three gave the same mean Dice (0.891, against 0.862 for nnU-Net alone) and heatmap AUROC
-0.896 / 0.898 / 0.901, at 4.1 / 9.1 / 17.1 s per case on 2 CPU cores (see the bundled model card)."""
+"""Central-slice presets, picked on the accuracy-vs-cost grid (``bench/results/accuracy_vs_cost.md``,
+7 held-out SPIDER series, 3 seeds): mean Dice 0.8904 / 0.8916 / 0.8913 against 0.8627 for nnU-Net
+alone, heatmap AUROC 0.902 / 0.907 / 0.909, for 10 / 75 / 150 network evaluations. S = 15 is the
+paper's; more steps mostly sharpen the heatmap."""
+VOLUME_PRESETS: dict[str, dict[str, int]] = {
+    "fast": {"samples": 3, "steps": 2, "fused_steps": 2},
+    "standard": {"samples": 5, "steps": 2, "fused_steps": 2},
+    "paper": {"samples": 15, "steps": 5, "fused_steps": 5},
+}
+"""Presets of the volumetric modes (every slice, 3D), where every evaluation covers a whole volume:
+on the same grid S = 5 with 2 steps keeps 99.9 % of the best central-slice Dice at 1/7 of its cost."""
 CPU_SAMPLE_BATCH = 5
 """Chains per network call on a CPU: measured fastest at 320 x 192 on 2 cores (batch 1: 0.110 s,
 batch 4-5: 0.095 s per chain); on a GPU all S chains go in one call."""
-MODES = ("central", "slices")
+MODES = ("central", "slices", "volume")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -29,8 +37,10 @@ class SegmentOptions:
     """Everything that changes a segmentation; ``None`` fields take the preset's value.
 
     Attributes:
-        mode: ``central`` (the paper's central sagittal slice) or ``slices`` (every sagittal slice).
-        preset: ``fast``, ``standard`` or ``paper``.
+        mode: ``central`` (the paper's central sagittal slice), ``slices`` (the 2D model on every
+            sagittal slice) or ``volume`` (the 3D Diff-UNet over the whole volume).
+        preset: ``fast``, ``standard`` or ``paper`` (:data:`PRESETS` in central mode, else
+            :data:`VOLUME_PRESETS`).
         refine: False runs the nnU-Net presegmentation only.
         slice_index: in central mode, process this index along the left-right axis instead.
     """
@@ -47,7 +57,7 @@ class SegmentOptions:
     refine: bool = True
     slice_index: int | None = None
     sample_batch: int | None = None
-    bfloat16: bool | None = None
+    bfloat16: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -66,7 +76,7 @@ class SegmentOptions:
 
     def sampling(self, t_start_default: int, device: torch.device) -> SamplingOptions:
         """Resolve the preset and device-dependent defaults into :class:`SamplingOptions`."""
-        preset = PRESETS[self.preset]
+        preset = (PRESETS if self.mode == "central" else VOLUME_PRESETS)[self.preset]
         samples = self.samples or preset["samples"]
         t_start = self.t_start if self.t_start is not None else t_start_default
         steps = min(self.steps or preset["steps"], t_start + 1)
@@ -75,7 +85,7 @@ class SegmentOptions:
         return SamplingOptions(
             samples=samples, steps=steps, fused_steps=fused, t_start=t_start, eta=self.eta, seed=self.seed,
             sample_batch=self.sample_batch or (samples if on_gpu else CPU_SAMPLE_BATCH),
-            bfloat16=on_gpu if self.bfloat16 is None else self.bfloat16,
+            bfloat16=self.bfloat16,
         )
 
 

@@ -16,13 +16,21 @@ import torch
 
 from . import __version__
 from .errors import SpineSegDiffError
-from .labels import NUM_CLASSES, STRUCTURES
-from .models import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, DEFAULT_PRESEGMENTER, ModelFolder, open_model_folder
+from .labels import STRUCTURES
+from .models import (
+    DEFAULT_DIFFUSION,
+    DEFAULT_DIFFUSION_3D,
+    DEFAULT_MODELS_DIR,
+    DEFAULT_PRESEGMENTER,
+    ModelFolder,
+    open_model_folder,
+)
 from .options import SegmentOptions, resolve_device
-from .postprocess import one_hot, remove_small_components, roi_columns
+from .postprocess import remove_small_components
 from .preprocess import Geometry, from_model_space, to_model_space
 from .presegment import NnUNetPresegmenter
-from .refiner import DiffusionRefiner
+from .refiner import DiffusionRefiner, refine_slices
+from .volumetric import VolumeRefiner
 
 DEFAULT_OPTIONS = SegmentOptions()
 Progress = Callable[[str, float], None]
@@ -62,7 +70,8 @@ class Segmenter:
     """Loaded models on one device, reused across many volumes."""
 
     def __init__(self, models_dir: Path | None = None, device: str = "auto",
-                 presegmenter: str | Path | None = None, diffusion: str | Path | None = None) -> None:
+                 presegmenter: str | Path | None = None, diffusion: str | Path | None = None,
+                 diffusion_3d: str | Path | None = None) -> None:
         root = Path(models_dir) if models_dir else DEFAULT_MODELS_DIR
         self.device = resolve_device(device)
         self.preseg_model = open_model_folder(_model_path(root, presegmenter, DEFAULT_PRESEGMENTER), "nnunet")
@@ -73,6 +82,12 @@ class Segmenter:
         if diffusion_path.exists() or diffusion is not None:
             self.diffusion_model = open_model_folder(diffusion_path, "diffusion")
             self.refiner = DiffusionRefiner(self.diffusion_model, self.device)
+        self.volume_model: ModelFolder | None = None
+        self.volume_refiner: VolumeRefiner | None = None
+        volume_path = _model_path(root, diffusion_3d, DEFAULT_DIFFUSION_3D)
+        if volume_path.exists() or diffusion_3d is not None:
+            self.volume_model = open_model_folder(volume_path, "diffusion")
+            self.volume_refiner = VolumeRefiner(self.volume_model, self.device)
 
     def segment(self, image: sitk.Image, options: SegmentOptions = DEFAULT_OPTIONS,
                 progress: Progress | None = None) -> SegmentationResult:
@@ -81,8 +96,11 @@ class Segmenter:
         timings: dict[str, float] = {}
         start = clock = time.perf_counter()
         slices = options.slice_index if options.slice_index is not None else "central"
-        if options.mode == "slices":
+        if options.mode != "central":
             slices = "all"
+        if options.mode == "volume" and options.refine and self.volume_refiner is None:
+            raise SpineSegDiffError("volume mode needs the 3D diffusion model, which is not installed",
+                                    f"put {DEFAULT_DIFFUSION_3D} into the models folder or use --mode slices")
         images, geometry = to_model_space(image, slices)
         timings["preprocess"], clock = _lap(clock)
         progress("presegmentation", 0.0)
@@ -101,22 +119,17 @@ class Segmenter:
 
     def _refine(self, images: np.ndarray, presegmentation: np.ndarray, options: SegmentOptions, progress: Progress):
         """Probabilities ``(N, K, H, W)``, uncertainty ``(N, H, W)``, class uncertainty ``(N, K, H, W)``."""
-        n, h, w = images.shape
-        probabilities = one_hot(presegmentation, NUM_CLASSES).transpose(1, 0, 2, 3).copy()
-        uncertainty = np.zeros((n, h, w), np.float32)
-        class_uncertainty = np.zeros((n, NUM_CLASSES, h, w), np.float32)
-        if not options.refine or self.refiner is None:
-            return probabilities, uncertainty, class_uncertainty
-        sampling = options.sampling(self.refiner.t_start_default, self.device)
-        for i in range(n):
-            columns = roi_columns(presegmentation[i])
+        refiner = self._refiner_for(options)
+        sampling = options.sampling(refiner.t_start_default, self.device) if refiner else None
+        on_progress = lambda fraction: progress("diffusion", fraction)  # noqa: E731
+        if options.mode == "volume" and refiner is not None:
+            return refiner(images, presegmentation, sampling, on_progress)
+        return refine_slices(refiner, images, presegmentation, sampling, on_progress)
 
-            def on_step(fraction: float, i: int = i) -> None:
-                progress("diffusion", (i + fraction) / n)
-
-            p, u, cu = self.refiner(images[i, :, columns], presegmentation[i, :, columns], sampling, on_step)
-            probabilities[i, :, :, columns], uncertainty[i, :, columns], class_uncertainty[i, :, :, columns] = p, u, cu
-        return probabilities, uncertainty, class_uncertainty
+    def _refiner_for(self, options: SegmentOptions) -> DiffusionRefiner | VolumeRefiner | None:
+        if not options.refine:
+            return None
+        return self.volume_refiner if options.mode == "volume" else self.refiner
 
     def _on_input_grid(self, images, labels, uncertainty, class_uncertainty, geometry) -> SegmentationResult:
         structure_maps = {
@@ -132,8 +145,8 @@ class Segmenter:
 
     def describe_options(self, options: SegmentOptions) -> dict:
         """The options as given, plus what they resolved to on this device (for the report)."""
-        refined = options.refine and self.refiner is not None
-        sampling = options.sampling(self.refiner.t_start_default, self.device) if refined else None
+        refiner = self._refiner_for(options)
+        sampling = options.sampling(refiner.t_start_default, self.device) if refiner else None
         return {**asdict(options), "resolved_device": str(self.device),
                 "resolved_sampling": asdict(sampling) if sampling else None}
 
@@ -142,6 +155,8 @@ class Segmenter:
                        "presegmentation": self.preseg_model.model_id}
         if self.diffusion_model is not None:
             description["diffusion"] = self.diffusion_model.model_id
+        if self.volume_model is not None:
+            description["diffusion_3d"] = self.volume_model.model_id
         return description
 
 

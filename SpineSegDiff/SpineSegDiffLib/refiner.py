@@ -11,7 +11,7 @@ from .errors import SpineSegDiffError
 from .labels import NUM_CLASSES
 from .models import ModelFolder
 from .networks import NetworkConfig, SpineSegDiffNet
-from .postprocess import one_hot
+from .postprocess import one_hot, roi_columns
 from .sampling import SamplingOptions, make_scheduler, refine
 
 IMAGE_SCALE = 255.0
@@ -63,3 +63,34 @@ class DiffusionRefiner:
             self.net, self.scheduler, image_t, preseg_t, options, step
         )
         return (probabilities.cpu().numpy(), uncertainty.cpu().numpy(), class_uncertainty.cpu().numpy())
+
+
+def refine_slices(refiner: DiffusionRefiner | None, images: np.ndarray, presegmentation: np.ndarray,
+                  options: SamplingOptions | None, on_progress: Callable[[float], None] | None = None):
+    """Refine every slice of a stack inside its spine window; slices with nothing presegmented are kept.
+
+    Args:
+        refiner: the 2D refiner, or None to return the presegmentation as probabilities.
+        images: ``(N, H, W)`` model-space intensities 0..255.
+        presegmentation: ``(N, H, W)`` labels.
+        options: sampling options (None when ``refiner`` is None).
+        on_progress: called with the fraction of the stack done.
+
+    Returns:
+        probabilities ``(N, K, H, W)``, uncertainty ``(N, H, W)``, class uncertainty ``(N, K, H, W)``.
+    """
+    n, h, w = images.shape
+    probabilities = one_hot(presegmentation, NUM_CLASSES).transpose(1, 0, 2, 3).copy()
+    uncertainty = np.zeros((n, h, w), np.float32)
+    class_uncertainty = np.zeros((n, NUM_CLASSES, h, w), np.float32)
+    todo = [i for i in range(n) if presegmentation[i].any()] if refiner is not None else []
+    for done, i in enumerate(todo):
+        columns = roi_columns(presegmentation[i])
+
+        def on_step(fraction: float, done: int = done) -> None:
+            if on_progress is not None:
+                on_progress((done + fraction) / len(todo))
+
+        p, u, cu = refiner(images[i, :, columns], presegmentation[i, :, columns], options, on_step)
+        probabilities[i, :, :, columns], uncertainty[i, :, columns], class_uncertainty[i, :, :, columns] = p, u, cu
+    return probabilities, uncertainty, class_uncertainty

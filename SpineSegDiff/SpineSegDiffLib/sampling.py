@@ -3,7 +3,8 @@
 The noise schedule comes from MONAI's ``DDIMScheduler`` (cosine, x0 prediction). We pick the
 timestep pairs ourselves: MONAI spaces ``set_timesteps`` with linspace but ``step()`` always jumps by
 ``T // n``, and the two disagree when ``n`` does not divide ``T``. :func:`ddim_step` is the DDIM
-update (Song et al. 2021, eq. 12) for an explicit pair ``(t, t_prev)`` on MONAI's ``alphas_cumprod``.
+update (Song et al. 2021, eq. 12) for an explicit pair ``(t, t_prev)`` on MONAI's ``alphas_cumprod``,
+read once per image as Python floats, so the sampling loop never waits on the GPU.
 """
 
 from __future__ import annotations
@@ -64,13 +65,15 @@ def timestep_pairs(t_start: int, steps: int) -> list[tuple[int, int]]:
 
 
 def ddim_step(
-    scheduler: DDIMScheduler, x0: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int,
+    alphas_cumprod: list[float], x0: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int,
     eta: float = 0.0, noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One DDIM update from ``t`` to ``t_prev`` given the predicted ``x0``; shapes equal ``x_t``."""
-    alphas = scheduler.alphas_cumprod
-    a_t = alphas[t].item()
-    a_prev = alphas[t_prev].item() if t_prev >= 0 else 1.0
+    """One DDIM update from ``t`` to ``t_prev`` given the predicted ``x0``; shapes equal ``x_t``.
+
+    ``alphas_cumprod``: the scheduler's cumulative alphas as a list (``scheduler.alphas_cumprod.tolist()``).
+    """
+    a_t = alphas_cumprod[t]
+    a_prev = alphas_cumprod[t_prev] if t_prev >= 0 else 1.0
     eps = (x_t - a_t**0.5 * x0) / (1 - a_t) ** 0.5
     sigma = eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5
     x_prev = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
@@ -111,6 +114,7 @@ def refine(
     shape = (options.samples, *presegmentation.shape[1:])
     pairs = timestep_pairs(options.t_start, options.steps)
     fusion = StepFusion(len(pairs), min(options.fused_steps, len(pairs)))
+    alphas_cumprod = scheduler.alphas_cumprod.tolist()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
         features = net.image_encoder(image)
         x0 = (presegmentation.float() * 2 - 1).expand(shape)
@@ -122,7 +126,7 @@ def refine(
             if t_prev >= 0:
                 x0_hat = torch.softmax(logits, dim=1) * 2 - 1
                 step_noise = torch.randn(shape, generator=generator).to(device) if options.eta > 0 else None
-                x_t = ddim_step(scheduler, x0_hat, x_t.float(), t, t_prev, options.eta, step_noise)
+                x_t = ddim_step(alphas_cumprod, x0_hat, x_t.float(), t, t_prev, options.eta, step_noise)
             if on_step is not None:
                 on_step()
     return fusion.result()
