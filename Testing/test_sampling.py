@@ -56,7 +56,24 @@ def test_same_seed_same_result_and_batching_does_not_matter():
 
 def test_refine_shapes_and_ranges():
     probabilities, uncertainty, class_uncertainty = _tiny_refine(0)
-    assert probabilities.shape == (4, 32, 32) and uncertainty.shape == (32, 32)
-    assert class_uncertainty.shape == (4, 32, 32)
-    assert torch.allclose(probabilities.sum(0), torch.ones(32, 32), atol=1e-5)
+    assert probabilities.shape == (1, 4, 32, 32) and uncertainty.shape == (1, 32, 32)
+    assert class_uncertainty.shape == (1, 4, 32, 32)
+    assert torch.allclose(probabilities.sum(1), torch.ones(1, 32, 32), atol=1e-5)
     assert uncertainty.min() >= 0 and uncertainty.max() <= 1 + 1e-6
+
+
+def test_images_refined_together_match_each_refined_alone():
+    """Several images per call (slices on a GPU): the first image's chains draw the same noise as when
+    it is refined alone, so its result must not change; each image's chains see only their own image."""
+    torch.manual_seed(0)
+    net = SpineSegDiffNet(NetworkConfig(features=(4, 4, 8, 8, 16, 4))).eval()
+    images = torch.rand(3, 1, 32, 32)
+    presegs = torch.nn.functional.one_hot(torch.randint(0, 4, (3, 32, 32)), 4).permute(0, 3, 1, 2).float()
+    options = SamplingOptions(samples=2, steps=2, fused_steps=2, t_start=6, sample_batch=4)
+    together = refine(net, make_scheduler(10), images, presegs, options)
+    alone = refine(net, make_scheduler(10), images[:1], presegs[:1], options)
+    assert together[0].shape == (3, 4, 32, 32) and together[1].shape == (3, 32, 32)
+    for batched, single in zip(together, alone):
+        assert torch.allclose(batched[:1], single, atol=1e-5)
+    swapped = refine(net, make_scheduler(10), images.flip(0), presegs, options)
+    assert not torch.allclose(swapped[0][0], together[0][0], atol=1e-3)

@@ -42,8 +42,12 @@ def prepare(data: Path, splits_file: Path, destination: Path) -> None:
     presegmenter = NnUNetPresegmenter(open_model_folder(DEFAULT_MODELS_DIR / DEFAULT_PRESEGMENTER, "nnunet"),
                                       torch.device("cpu"))
     arrays: dict[str, list[np.ndarray]] = {"image": [], "presegmentation": [], "truth": []}
-    for case_id in test:
+    for number, case_id in enumerate(test):
         image, truth = cases[case_id].read()
+        if number == 0:  # one whole volume for the device benchmark of the volumetric modes
+            volume, _ = to_model_space(image, "all")
+            np.savez_compressed(destination.with_name("test_volume.npz"), case_id=case_id, image=volume,
+                                presegmentation=presegmenter(volume))
         slices, geometry = to_model_space(image, "central")
         arrays["image"].append(slices[0].astype(np.float32))
         arrays["presegmentation"].append(presegmenter(slices)[0])

@@ -5,6 +5,8 @@
 Needs only PyTorch and MONAI (the slices come from ``accuracy_vs_cost.py prepare``). Times one
 central slice per configuration: the research-code-equivalent setting (S = 15, 50 steps, one chain
 per network call, fp32), our presets with all chains in one call, in fp32 and bfloat16 autocast.
+With ``--volume`` (``bench/cache/test_volume.npz``) it also times the volumetric modes on a whole
+test volume: the 2D model on every slice and the 3D Diff-UNet, both with the ``standard`` volume preset.
 On CUDA it also runs the default once under ``torch.cuda.set_sync_debug_mode("warn")`` and counts
 the device-to-host synchronisations inside the sampling loop (expected: none). Writes
 ``refiner_<device>.{md,json}`` into ``--results``.
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--slices", type=Path, default=REPO / "bench" / "cache" / "test_slices.npz")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--volume", type=Path, help="time the volumetric modes on this volume too")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
 
@@ -57,7 +60,7 @@ def main() -> None:
     columns = roi_columns(data["presegmentation"][0])
     image, preseg = data["image"][0][:, columns], data["presegmentation"][0][:, columns]
     refiner = DiffusionRefiner(open_model_folder(DEFAULT_MODELS_DIR / DEFAULT_DIFFUSION, "diffusion"), device)
-    rows = {}
+    rows: dict[str, dict] = {}
     for name, config in CONFIGS.items():
         if config.get("bfloat16") and device.type == "cpu":
             continue
@@ -73,15 +76,50 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         rows[name] = {"seconds": min(times), "network_calls": -(-options.samples // batch) * options.steps}
         print(f"{name}: {rows[name]['seconds']:.3f} s", flush=True)
+    if args.volume:
+        rows.update(time_volume_modes(np.load(args.volume), device, args.repeat))
     baseline = next(iter(rows.values()))["seconds"]
     for row in rows.values():
-        row["speed-up vs research code"] = baseline / row["seconds"]
+        row["speed-up vs research code"] = baseline / row["seconds"] if row["network_calls"] else None
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else str(device),
               "torch": torch.__version__, "slice_shape": list(image.shape), "rows": rows}
     if device.type == "cuda":
         result["synchronisations_in_sampling_loop"] = count_synchronisations(refiner, image, preseg, SamplingOptions)
         result["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     write(result, args.results, device.type)
+
+
+def time_volume_modes(volume, device, repeat: int) -> dict:
+    """Seconds for the 2D model on every slice and for the 3D Diff-UNet over one model-space volume."""
+    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_MODELS_DIR, open_model_folder
+    from SpineSegDiffLib.options import SegmentOptions
+    from SpineSegDiffLib.refiner import DiffusionRefiner, refine_slices
+    from SpineSegDiffLib.volumetric import VolumeRefiner
+
+    images, preseg = volume["image"], volume["presegmentation"]
+    slice_refiner = DiffusionRefiner(open_model_folder(DEFAULT_MODELS_DIR / DEFAULT_DIFFUSION, "diffusion"), device)
+    volume_refiner = VolumeRefiner(open_model_folder(DEFAULT_MODELS_DIR / DEFAULT_DIFFUSION_3D, "diffusion"), device)
+    runs = {
+        f"every slice, 2D ({len(images)} slices, S=5, 2 steps)":
+            lambda: refine_slices(slice_refiner, images, preseg, SegmentOptions(mode="slices").sampling(
+                slice_refiner.t_start_default, device)),
+        f"volume, 3D Diff-UNet ({len(images)} slices, S=5, 2 steps)":
+            lambda: volume_refiner(images, preseg, SegmentOptions(mode="volume").sampling(
+                volume_refiner.t_start_default, device)),
+    }
+    rows = {}
+    for name, run in runs.items():
+        run()
+        times = []
+        for _ in range(repeat):
+            _synchronise(device)
+            start = time.perf_counter()
+            run()
+            _synchronise(device)
+            times.append(time.perf_counter() - start)
+        rows[name] = {"seconds": min(times), "network_calls": None}
+        print(f"{name}: {rows[name]['seconds']:.3f} s", flush=True)
+    return rows
 
 
 def count_synchronisations(refiner, image, preseg, sampling_options) -> int:
@@ -121,8 +159,9 @@ def write(result: dict, folder: Path, device_type: str) -> None:
              f"torch {result['torch']}.", "",
              "| configuration | network calls | seconds | x faster than research code |", "|---|---|---|---|"]
     for name, row in result["rows"].items():
-        lines.append(f"| {name} | {row['network_calls']} | {row['seconds']:.3f} | "
-                     f"{row['speed-up vs research code']:.1f} |")
+        speed_up = row["speed-up vs research code"]
+        lines.append(f"| {name} | {row['network_calls'] or '-'} | {row['seconds']:.3f} | "
+                     f"{f'{speed_up:.1f}' if speed_up else '-'} |")
     if "synchronisations_in_sampling_loop" in result:
         lines += ["", f"Device-to-host synchronisations inside the sampling loop: "
                       f"{result['synchronisations_in_sampling_loop']}; peak GPU memory "

@@ -3,7 +3,7 @@
 Usage::
 
     Slicer --no-main-window --python-script Resources/Scripts/batch_segment_slicer.py -- \\
-        --input FOLDER_OR_SCENE --output OUT [--preset fast|standard|paper] [--mode central|slices] \\
+        --input FOLDER_OR_SCENE --output OUT [--preset fast|standard|paper] [--mode central|slices|volume] \\
         [--device auto|cpu|cuda] [--samples S] [--steps N] [--seed K] [--models MODELS_DIR] [--overwrite]
 
 ``--input`` is a folder of image files (NIfTI, NRRD, MHA/MHD) or a Slicer scene (``.mrb`` or ``.mrml``:
@@ -42,7 +42,7 @@ def parse_arguments(argv: list) -> argparse.Namespace:
     parser.add_argument("--input", type=Path, required=True, help="folder of volumes, or a .mrb/.mrml scene")
     parser.add_argument("--output", type=Path, required=True, help="output folder")
     parser.add_argument("--preset", choices=("fast", "standard", "paper"), default="standard")
-    parser.add_argument("--mode", choices=("central", "slices"), default="central")
+    parser.add_argument("--mode", choices=("central", "slices", "volume"), default="central")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--samples", type=int, default=0, help="diffusion samples (0: the preset's)")
     parser.add_argument("--steps", type=int, default=0, help="denoising steps (0: the preset's)")

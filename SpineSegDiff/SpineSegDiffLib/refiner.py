@@ -39,7 +39,8 @@ def load_network(model: ModelFolder, device: torch.device) -> SpineSegDiffNet:
 
 
 class DiffusionRefiner:
-    """``refiner(image (H, W), presegmentation (H, W), options) -> (probs (K,H,W), unc (H,W), class unc (K,H,W))``."""
+    """``refiner(images (B, H, W), presegmentations (B, H, W), options)`` -> probabilities ``(B, K, H, W)``,
+    uncertainty ``(B, H, W)`` and class uncertainty ``(B, K, H, W)``, as NumPy arrays."""
 
     def __init__(self, model: ModelFolder, device: torch.device) -> None:
         self.device = device
@@ -48,10 +49,10 @@ class DiffusionRefiner:
         self.scheduler = make_scheduler(diffusion["num_train_timesteps"])
         self.t_start_default = int(diffusion["t_start"])
 
-    def __call__(self, image: np.ndarray, presegmentation: np.ndarray, options: SamplingOptions,
+    def __call__(self, images: np.ndarray, presegmentation: np.ndarray, options: SamplingOptions,
                  on_step: Callable[[float], None] | None = None):
-        image_t = torch.from_numpy(image_to_network(image)[None, None].astype(np.float32)).to(self.device)
-        preseg_t = torch.from_numpy(one_hot(presegmentation, NUM_CLASSES)[None]).to(self.device)
+        image_t = torch.from_numpy(image_to_network(images)[:, None].astype(np.float32)).to(self.device)
+        preseg_t = torch.from_numpy(one_hot(presegmentation, NUM_CLASSES).swapaxes(0, 1).copy()).to(self.device)
         done = [0]
 
         def step() -> None:
@@ -59,15 +60,22 @@ class DiffusionRefiner:
             if on_step is not None:
                 on_step(done[0] / options.steps)
 
-        probabilities, uncertainty, class_uncertainty = refine(
-            self.net, self.scheduler, image_t, preseg_t, options, step
-        )
-        return (probabilities.cpu().numpy(), uncertainty.cpu().numpy(), class_uncertainty.cpu().numpy())
+        outputs = refine(self.net, self.scheduler, image_t, preseg_t, options, step)
+        return tuple(output.cpu().numpy() for output in outputs)
+
+
+def slice_groups(slices: list[int], options: SamplingOptions) -> list[list[int]]:
+    """Slices refined together: as many as fill one network call of ``sample_batch`` chains (at least one)."""
+    size = max(1, options.sample_batch // options.samples)
+    return [slices[i : i + size] for i in range(0, len(slices), size)]
 
 
 def refine_slices(refiner: DiffusionRefiner | None, images: np.ndarray, presegmentation: np.ndarray,
                   options: SamplingOptions | None, on_progress: Callable[[float], None] | None = None):
     """Refine every slice of a stack inside its spine window; slices with nothing presegmented are kept.
+
+    Slices are batched (:func:`slice_groups`: one at a time on a CPU, many per call on a GPU); a group
+    shares the window around the union of its presegmentations.
 
     Args:
         refiner: the 2D refiner, or None to return the presegmentation as probabilities.
@@ -84,13 +92,16 @@ def refine_slices(refiner: DiffusionRefiner | None, images: np.ndarray, presegme
     uncertainty = np.zeros((n, h, w), np.float32)
     class_uncertainty = np.zeros((n, NUM_CLASSES, h, w), np.float32)
     todo = [i for i in range(n) if presegmentation[i].any()] if refiner is not None else []
-    for done, i in enumerate(todo):
-        columns = roi_columns(presegmentation[i])
+    finished = 0
+    for group in slice_groups(todo, options) if todo else []:
+        columns = roi_columns(presegmentation[group].any(axis=0).astype(np.uint8))
 
-        def on_step(fraction: float, done: int = done) -> None:
+        def on_step(fraction: float, finished: int = finished, size: int = len(group)) -> None:
             if on_progress is not None:
-                on_progress((done + fraction) / len(todo))
+                on_progress((finished + fraction * size) / len(todo))
 
-        p, u, cu = refiner(images[i, :, columns], presegmentation[i, :, columns], options, on_step)
-        probabilities[i, :, :, columns], uncertainty[i, :, columns], class_uncertainty[i, :, :, columns] = p, u, cu
+        p, u, cu = refiner(images[group][:, :, columns], presegmentation[group][:, :, columns], options, on_step)
+        probabilities[group, :, :, columns], uncertainty[group, :, columns] = p, u
+        class_uncertainty[group, :, :, columns] = cu
+        finished += len(group)
     return probabilities, uncertainty, class_uncertainty

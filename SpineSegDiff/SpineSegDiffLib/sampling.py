@@ -82,12 +82,16 @@ def ddim_step(
     return x_prev
 
 
-def _logits_for_all_samples(net, x_t, t, image, features, batch: int) -> torch.Tensor:
+def _logits_for_all_chains(net, x_t, t, image, features, samples: int, batch: int) -> torch.Tensor:
+    """Denoiser logits for every chain, ``batch`` chains per call; chain ``c`` belongs to image ``c // samples``."""
+    owner = torch.arange(x_t.shape[0], device=x_t.device) // samples
     steps = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
-    chunks = [
-        net.denoiser(x_chunk, t_chunk, image, features)
-        for x_chunk, t_chunk in zip(x_t.split(batch), steps.split(batch))
-    ]
+    chunks = []
+    for x_chunk, t_chunk, o_chunk in zip(x_t.split(batch), steps.split(batch), owner.split(batch)):
+        if image.shape[0] == 1:  # one image: broadcast it and its features instead of copying them
+            chunks.append(net.denoiser(x_chunk, t_chunk, image, features))
+        else:
+            chunks.append(net.denoiser(x_chunk, t_chunk, image[o_chunk], [f[o_chunk] for f in features]))
     return torch.cat(chunks).float()
 
 
@@ -96,37 +100,40 @@ def refine(
     net: SpineSegDiffNet, scheduler: DDIMScheduler, image: torch.Tensor, presegmentation: torch.Tensor,
     options: SamplingOptions, on_step: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Refine one image's presegmentation with S DDIM chains and fuse them.
+    """Refine the presegmentations of B images with S DDIM chains each and fuse each image's chains.
 
     Args:
         net: the dual-encoder network, on the target device.
         scheduler: from :func:`make_scheduler`.
-        image: ``(1, C, *spatial)`` normalised image.
-        presegmentation: ``(1, K, *spatial)`` one-hot presegmentation in {0, 1}.
-        options: sampling options.
-        on_step: called after every network evaluation (progress and cancel).
+        image: ``(B, C, *spatial)`` normalised images (B = 1 in central mode).
+        presegmentation: ``(B, K, *spatial)`` one-hot presegmentations in {0, 1}.
+        options: sampling options; ``sample_batch`` chains (of any images) go through the network per call.
+        on_step: called after every denoising step (progress and cancel).
 
     Returns:
-        ``(probabilities (K, *spatial), uncertainty (*spatial), class uncertainty (K, *spatial))``.
+        ``(probabilities (B, K, *spatial), uncertainty (B, *spatial), class uncertainty (B, K, *spatial))``.
     """
     device = image.device
+    b, s = image.shape[0], options.samples
     generator = torch.Generator().manual_seed(options.seed)
-    shape = (options.samples, *presegmentation.shape[1:])
+    shape = (b * s, *presegmentation.shape[1:])
     pairs = timestep_pairs(options.t_start, options.steps)
-    fusion = StepFusion(len(pairs), min(options.fused_steps, len(pairs)))
+    fusions = [StepFusion(len(pairs), min(options.fused_steps, len(pairs))) for _ in range(b)]
     alphas_cumprod = scheduler.alphas_cumprod.tolist()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
         features = net.image_encoder(image)
-        x0 = (presegmentation.float() * 2 - 1).expand(shape)
+        x0 = (presegmentation.float() * 2 - 1).repeat_interleave(s, dim=0)
         noise = torch.randn(shape, generator=generator).to(device)
         x_t = scheduler.add_noise(x0, noise, torch.full((shape[0],), options.t_start, device=device))
         for t, t_prev in pairs:
-            logits = _logits_for_all_samples(net, x_t, t, image, features, options.sample_batch)
-            fusion.add(logits)
+            logits = _logits_for_all_chains(net, x_t, t, image, features, s, options.sample_batch)
+            for fusion, image_logits in zip(fusions, logits.split(s)):
+                fusion.add(image_logits)
             if t_prev >= 0:
                 x0_hat = torch.softmax(logits, dim=1) * 2 - 1
                 step_noise = torch.randn(shape, generator=generator).to(device) if options.eta > 0 else None
                 x_t = ddim_step(alphas_cumprod, x0_hat, x_t.float(), t, t_prev, options.eta, step_noise)
             if on_step is not None:
                 on_step()
-    return fusion.result()
+    results = [fusion.result() for fusion in fusions]
+    return tuple(torch.stack(parts) for parts in zip(*results))

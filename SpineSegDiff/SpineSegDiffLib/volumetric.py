@@ -84,7 +84,7 @@ class VolumeRefiner:
                     on_progress(min(done[0] / (total * options.steps), 1.0))
 
             p, u, cu = refine(self.net, self.scheduler, window[:, :1], window[:, 1:], options, on_step)
-            return torch.cat([p, u[None], cu])[None]
+            return torch.cat([p, u[:, None], cu], dim=1)
 
         inferer = SlidingWindowInferer(roi, sw_batch_size=1, overlap=self.overlap, mode="gaussian", progress=False)
         with torch.inference_mode():
