@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="3D training patch: slices, rows, columns")
         stage.add_argument("--roi-size", type=int, nargs=3,
                            help="3D sliding-window size at inference (default: the training patch)")
+        stage.add_argument("--volume-t-start", type=int,
+                           help="default t_start of the bundled 3D model (default: its training t_start)")
         stage.add_argument("--eval-steps", type=int, nargs="+", default=(1, 2, 5, 10),
                            help="denoising steps compared in the evaluation (Table 2)")
         stage.add_argument("--out", type=Path, default=Path("Resources/Models"), help="model folders go here")

@@ -14,6 +14,8 @@ LIMITATIONS = """\
   slices each, 2x2-binned (0.94 mm pixels). T2 only: T1 or other contrasts need retraining
   (`spinesegdiff-train`).
 - Lumbar spine only; thoracic levels in a longer field of view are outside the training distribution.
+- The 3D model sees 16 slices at the native slice spacing (3-4 mm in SPIDER) and 128 x 128 mm
+  patches: volumes with a very different slice spacing are outside its training distribution.
 - Trained on 2 CPU cores within a short budget (see the training section): far less than the paper's
   ~200 series on a GPU, and it shows in the Dice scores below. Retrain on more data for research use.
 - Not a medical device. Every result must be checked by a qualified reader; the uncertainty heatmap
@@ -68,8 +70,9 @@ Labels: 0 background, 1 spinal canal (SC), 2 vertebrae (VB, posterior elements i
 intervertebral discs (IVD).
 
 ## Data
-SPIDER (van der Graaf et al., Scientific Data 11:264, 2024; CC BY 4.0), T2-SPACE sagittal series,
-central slices. Patient-wise split, fixed once (`splits.json` of the training work folder):
+SPIDER (van der Graaf et al., Scientific Data 11:264, 2024; CC BY 4.0), T2-SPACE sagittal series
+(13-30 slices each; the 2D models learn from single slices, the 3D model from patches of whole
+volumes). Patient-wise split, fixed once (`splits.json` of the training work folder):
 - test (never trained on, reported below): {", ".join(splits.get("test", []))}
 - training/validation folds: {json.dumps(splits.get("folds", []))}
 

@@ -150,6 +150,8 @@ def bundle(workspace: Workspace, splits: Splits, args) -> None:
     bundle_diffusion(workspace.diffusion, args.out / DEFAULT_DIFFUSION, training)
     if (workspace.diffusion_3d / "config.json").is_file():
         inference = {"roi_size": list(args.roi_size or args.patch_size), "overlap": DEFAULT_OVERLAP}
+        if args.volume_t_start is not None:
+            inference["t_start"] = args.volume_t_start
         bundle_diffusion(workspace.diffusion_3d, args.out / DEFAULT_DIFFUSION_3D, training, inference)
 
 

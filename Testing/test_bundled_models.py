@@ -70,4 +70,4 @@ def test_volumetric_modes_reach_the_floor_over_the_whole_volume(segmenter, sampl
     for key, floor in FLOORS[f"volume_{mode}"].items():
         assert scores["dice"][key] >= floor, (key, scores)
     assert scores["mean_dice"] >= presegmentation["mean_dice"] - FLOORS["volume_margin_to_presegmentation"]
-    assert scores["auroc"] >= FLOORS["heatmap_auroc"]
+    assert scores["auroc"] >= FLOORS["volume_heatmap_auroc"]

@@ -1,6 +1,6 @@
 """Speed and peak memory of the pipeline, per stage, side by side (not a test).
 
-    python bench/bench_pipeline.py [--inputs FILE ...] [--modes central slices] [--repeat 2]
+    python bench/bench_pipeline.py [--inputs FILE ...] [--modes central slices volume] [--repeat 2] [--name pipeline]
 
 Modes: the central slice, every slice with the 2D model, the 3D Diff-UNet over the volume.
 Each configuration runs in its own process (so peak memory is its own) on the same machine:
@@ -36,7 +36,7 @@ DEFAULT_INPUTS = [REPO / "Resources/Samples/spider_t2_sample/image.nii.gz",
 
 
 def run_one(input_path: str, mode: str, config: str, repeat: int) -> dict:
-    """In this process: load models, warm up once, then time ``repeat`` runs; return the best run."""
+    """In this process: load models, then time ``repeat`` runs (the first pays one-off warm-up); return the best."""
     from SpineSegDiffLib.io import read_volume
     from SpineSegDiffLib.options import SegmentOptions
     from SpineSegDiffLib.outputs import write_case
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["central", "slices", "volume"])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--name", default="pipeline", help="results file stem in bench/results")
     parser.add_argument("--one", nargs=3, metavar=("INPUT", "MODE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -84,8 +85,8 @@ def main() -> None:
     print(table)
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "pipeline.md").write_text(table)
-    (results / "pipeline.json").write_text(json.dumps(rows, indent=2))
+    (results / f"{args.name}.md").write_text(table)
+    (results / f"{args.name}.json").write_text(json.dumps(rows, indent=2))
 
 
 def markdown(rows: list[dict]) -> str:

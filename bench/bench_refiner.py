@@ -8,7 +8,7 @@ per network call, fp32), our presets with all chains in one call, in fp32 and bf
 With ``--volume`` (``bench/cache/test_volume.npz``) it also times the volumetric modes on a whole
 test volume: the 2D model on every slice and the 3D Diff-UNet, both with the ``standard`` volume preset.
 On CUDA it also runs the default once under ``torch.cuda.set_sync_debug_mode("warn")`` and counts
-the device-to-host synchronisations inside the sampling loop (expected: none). Writes
+the synchronising CUDA calls of one refinement (expected: a constant few before the loop, none per step). Writes
 ``refiner_<device>.{md,json}`` into ``--results``.
 """
 
@@ -58,7 +58,7 @@ def main() -> None:
     device = resolve_device(args.device)
     data = np.load(args.slices)
     columns = roi_columns(data["presegmentation"][0])
-    image, preseg = data["image"][0][:, columns], data["presegmentation"][0][:, columns]
+    image, preseg = data["image"][:1, :, columns], data["presegmentation"][:1, :, columns]
     refiner = DiffusionRefiner(open_model_folder(DEFAULT_MODELS_DIR / DEFAULT_DIFFUSION, "diffusion"), device)
     rows: dict[str, dict] = {}
     for name, config in CONFIGS.items():
@@ -82,9 +82,9 @@ def main() -> None:
     for row in rows.values():
         row["speed-up vs research code"] = baseline / row["seconds"] if row["network_calls"] else None
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else str(device),
-              "torch": torch.__version__, "slice_shape": list(image.shape), "rows": rows}
+              "torch": torch.__version__, "slice_shape": list(image.shape[1:]), "rows": rows}
     if device.type == "cuda":
-        result["synchronisations_in_sampling_loop"] = count_synchronisations(refiner, image, preseg, SamplingOptions)
+        result["synchronising_calls_per_refine"] = count_synchronisations(refiner, image, preseg, SamplingOptions)
         result["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     write(result, args.results, device.type)
 
@@ -123,7 +123,7 @@ def time_volume_modes(volume, device, repeat: int) -> dict:
 
 
 def count_synchronisations(refiner, image, preseg, sampling_options) -> int:
-    """Device-to-host syncs while sampling (the final copy of the results to the host excluded)."""
+    """Synchronising CUDA calls during one ``refine()`` (the final copy of the results to the host excluded)."""
     import torch
 
     from SpineSegDiffLib.labels import NUM_CLASSES
@@ -131,8 +131,8 @@ def count_synchronisations(refiner, image, preseg, sampling_options) -> int:
     from SpineSegDiffLib.refiner import image_to_network
     from SpineSegDiffLib.sampling import refine
 
-    image_t = torch.from_numpy(image_to_network(image)[None, None].astype(np.float32)).to(refiner.device)
-    preseg_t = torch.from_numpy(one_hot(preseg, NUM_CLASSES)[None]).to(refiner.device)
+    image_t = torch.from_numpy(image_to_network(image)[:, None].astype(np.float32)).to(refiner.device)
+    preseg_t = torch.from_numpy(one_hot(preseg, NUM_CLASSES).swapaxes(0, 1).copy()).to(refiner.device)
     options = sampling_options(samples=15, steps=5, fused_steps=5, sample_batch=15)
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
@@ -142,7 +142,7 @@ def count_synchronisations(refiner, image, preseg, sampling_options) -> int:
         torch.cuda.set_sync_debug_mode("default")
     for warning in caught:
         print("sync:", str(warning.message)[:200])
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return sum("called a synchronizing" in str(w.message) for w in caught)
 
 
 def _synchronise(device) -> None:
@@ -162,9 +162,9 @@ def write(result: dict, folder: Path, device_type: str) -> None:
         speed_up = row["speed-up vs research code"]
         lines.append(f"| {name} | {row['network_calls'] or '-'} | {row['seconds']:.3f} | "
                      f"{f'{speed_up:.1f}' if speed_up else '-'} |")
-    if "synchronisations_in_sampling_loop" in result:
-        lines += ["", f"Device-to-host synchronisations inside the sampling loop: "
-                      f"{result['synchronisations_in_sampling_loop']}; peak GPU memory "
+    if "synchronising_calls_per_refine" in result:
+        lines += ["", f"Synchronising CUDA calls in one refine() call (5 steps): "
+                      f"{result['synchronising_calls_per_refine']}; peak GPU memory "
                       f"{result['peak_gpu_memory_mb']:.0f} MB."]
     (folder / f"refiner_{device_type}.md").write_text("\n".join(lines) + "\n")
 

@@ -3,8 +3,9 @@ in 2D, over MONAI's ``SlidingWindowInferer``.
 
 Each window runs the whole DDIM refinement (image encoder once, S chains, fusion of the last steps)
 and returns probabilities and entropy maps; the inferer blends overlapping windows with Gaussian
-weights. The volume is first cropped to the anterior-posterior window around the presegmented spine
-(as in 2D) and padded with background along the slices when it is thinner than a window.
+weights. The volume is first cropped to the box around the presegmented spine (rows and columns, with
+a margin, at least one window wide), which halves the windows of a typical lumbar volume, and padded
+with background along the slices when it is thinner than a window.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class VolumeRefiner:
         self.net = load_network(model, device)
         diffusion = model.config["diffusion"]
         self.scheduler = make_scheduler(diffusion["num_train_timesteps"])
-        self.t_start_default = int(diffusion["t_start"])
         inference = model.config.get("inference", {})
+        self.t_start_default = int(inference.get("t_start", diffusion["t_start"]))
         if "roi_size" not in inference:
             raise SpineSegDiffError(f"{model.path} does not say its sliding-window size (inference.roi_size)",
                                     "bundle the 3D model again with spinesegdiff-train bundle")
@@ -53,13 +54,16 @@ class VolumeRefiner:
         class_uncertainty = np.zeros((n, NUM_CLASSES, h, w), np.float32)
         if not presegmentation.any():
             return probabilities, uncertainty, class_uncertainty
-        columns = roi_columns(presegmentation.any(axis=0).astype(np.uint8), max(self.roi_size[2], 192))
-        volume = self._network_input(images[:, :, columns], presegmentation[:, :, columns])
-        output = self._infer(volume, options, on_progress)[0, :, : n].cpu().numpy()
+        spine = presegmentation.any(axis=0).astype(np.uint8)
+        rows = roi_columns(spine.T, self.roi_size[1])
+        columns = roi_columns(spine, self.roi_size[2])
+        box = (slice(None), rows, columns)
+        volume = self._network_input(images[box], presegmentation[box])
+        output = self._infer(volume, options, on_progress)[0, :, :n].cpu().numpy()
         k = NUM_CLASSES
-        probabilities[:, :, :, columns] = output[:k].transpose(1, 0, 2, 3)
-        uncertainty[:, :, columns] = output[k]
-        class_uncertainty[:, :, :, columns] = output[k + 1 :].transpose(1, 0, 2, 3)
+        probabilities[:, :, rows, columns] = output[:k].transpose(1, 0, 2, 3)
+        uncertainty[box] = output[k]
+        class_uncertainty[:, :, rows, columns] = output[k + 1 :].transpose(1, 0, 2, 3)
         return probabilities, uncertainty, class_uncertainty
 
     def _network_input(self, images: np.ndarray, presegmentation: np.ndarray) -> torch.Tensor:
