@@ -18,7 +18,7 @@ from SpineSegDiffLib.options import SegmentOptions
 from SpineSegDiffLib.pipeline import Segmenter
 
 from .datasets import load_dataset
-from .metrics import auroc, dice_per_structure, pearson
+from .metrics import label_scores, pearson
 from .splits import Splits
 from .workspace import Workspace
 
@@ -37,9 +37,7 @@ def slice_scores(result, truth: sitk.Image) -> dict:
     prediction = processed_slice(result.labels, axis, index)
     expected = processed_slice(truth, axis, index)
     heat = processed_slice(result.uncertainty, axis, index)
-    scores = dice_per_structure(prediction, expected)
-    return {"dice": scores, "mean_dice": float(np.mean(list(scores.values()))),
-            "auroc": auroc(heat, prediction != expected), "mean_uncertainty": float(heat[prediction > 0].mean())}
+    return label_scores(prediction, expected, heat)
 
 
 def evaluate_case(segmenter: Segmenter, image: sitk.Image, truth: sitk.Image, options: SegmentOptions) -> dict:
@@ -79,13 +77,19 @@ def summarise(per_case: dict[str, dict]) -> dict:
 
 def markdown_tables(results: dict[str, dict[str, dict]]) -> str:
     n = len(next(iter(results.values())))
-    lines = [f"Held-out test series: {n}; Dice on the central sagittal slice (mean over cases).", "",
-             "| method | SC | VB | IVD | mean | heatmap AUROC | r(uncertainty, Dice) | s/case |",
+    return method_table(results, f"Held-out test series: {n}; Dice on the central sagittal slice (mean over cases).",
+                        "s/case")
+
+
+def method_table(results: dict[str, dict[str, dict]], caption: str, seconds_unit: str) -> str:
+    """One row per method (mean over cases); the nnU-Net rows have no heatmap, so no AUROC or r."""
+    lines = [caption, "", f"| method | SC | VB | IVD | mean | heatmap AUROC | r(uncertainty, Dice) | {seconds_unit} |",
              "|---|---|---|---|---|---|---|---|"]
     for name, per_case in results.items():
         s = summarise(per_case)
-        auroc_text = "-" if name == "nnU-Net" else f"{s['auroc']:.3f}"
-        r_text = "-" if name == "nnU-Net" else f"{s['uncertainty_vs_dice_r']:.2f}"
+        refined = not name.startswith("nnU-Net")
+        auroc_text = f"{s['auroc']:.3f}" if refined else "-"
+        r_text = f"{s['uncertainty_vs_dice_r']:.2f}" if refined else "-"
         lines.append(f"| {name} | {s['dice']['SC']:.3f} | {s['dice']['VB']:.3f} | {s['dice']['IVD']:.3f} | "
                      f"{s['mean_dice']:.3f} | {auroc_text} | {r_text} | {s['seconds']:.1f} |")
     return "\n".join(lines) + "\n"

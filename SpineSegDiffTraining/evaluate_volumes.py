@@ -16,8 +16,8 @@ from SpineSegDiffLib.options import SegmentOptions
 from SpineSegDiffLib.pipeline import Segmenter
 
 from .datasets import load_dataset
-from .evaluate import summarise
-from .metrics import auroc, dice_per_structure
+from .evaluate import method_table
+from .metrics import label_scores
 from .splits import Splits
 from .workspace import Workspace
 
@@ -35,10 +35,8 @@ def volume_scores(result, truth: sitk.Image) -> dict:
     prediction = sitk.GetArrayViewFromImage(result.labels)
     expected = sitk.GetArrayViewFromImage(truth)
     heat = sitk.GetArrayViewFromImage(result.uncertainty)
-    scores = dice_per_structure(prediction, expected)
-    return {"dice": scores, "mean_dice": float(np.mean(list(scores.values()))),
-            "auroc": auroc(heat, prediction != expected), "mean_uncertainty": float(heat[prediction > 0].mean()),
-            "seconds": result.timings["total"], "slices": len(result.slice_indices)}
+    return {**label_scores(prediction, expected, heat), "seconds": result.timings["total"],
+            "slices": len(result.slice_indices)}
 
 
 def evaluate_volumes(workspace: Workspace, splits: Splits, models_dir: Path, data: Path, device: str = "cpu") -> dict:
@@ -60,15 +58,6 @@ def evaluate_volumes(workspace: Workspace, splits: Splits, models_dir: Path, dat
 def volume_table(results: dict[str, dict[str, dict]]) -> str:
     n = len(next(iter(results.values())))
     slices = np.mean([c["slices"] for c in next(iter(results.values())).values()])
-    lines = [f"Held-out test volumes: {n} ({slices:.0f} sagittal slices on average); Dice over the whole volume, "
-             "mean over cases; presets `standard` (S = 5, 2 steps).", "",
-             "| method | SC | VB | IVD | mean | heatmap AUROC | r(uncertainty, Dice) | s/volume |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, per_case in results.items():
-        s = summarise(per_case)
-        refined = not name.startswith("nnU-Net")
-        auroc_text = f"{s['auroc']:.3f}" if refined else "-"
-        r_text = f"{s['uncertainty_vs_dice_r']:.2f}" if refined else "-"
-        lines.append(f"| {name} | {s['dice']['SC']:.3f} | {s['dice']['VB']:.3f} | {s['dice']['IVD']:.3f} | "
-                     f"{s['mean_dice']:.3f} | {auroc_text} | {r_text} | {s['seconds']:.1f} |")
-    return "\n".join(lines) + "\n"
+    caption = (f"Held-out test volumes: {n} ({slices:.0f} sagittal slices on average); Dice over the whole volume, "
+               "mean over cases; presets `standard` (S = 5, 2 steps).")
+    return method_table(results, caption, "s/volume")

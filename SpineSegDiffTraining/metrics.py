@@ -18,6 +18,14 @@ def dice_per_structure(prediction: np.ndarray, truth: np.ndarray) -> dict[str, f
     return {s.key: dice(prediction, truth, s.value) for s in STRUCTURES}
 
 
+def label_scores(prediction: np.ndarray, expected: np.ndarray, heat: np.ndarray) -> dict:
+    """Dice per structure and their mean, heatmap AUROC (uncertainty vs error) and the mean uncertainty
+    inside the predicted structures; arrays of any equal shape."""
+    scores = dice_per_structure(prediction, expected)
+    return {"dice": scores, "mean_dice": float(np.mean(list(scores.values()))),
+            "auroc": auroc(heat, prediction != expected), "mean_uncertainty": float(heat[prediction > 0].mean())}
+
+
 def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for boolean ``positives`` (rank formula, ties averaged)."""
     scores, positives = scores.ravel(), positives.ravel().astype(bool)

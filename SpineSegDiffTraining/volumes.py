@@ -25,11 +25,15 @@ class VolumeBank:
 
     def __init__(self, case_files: dict[str, Path], case_ids: list[str], presegmentations: dict[str, Path]):
         self.volumes = []
+        self.foregrounds = []
+        """Per volume, the ``(M, 3)`` indices of its labelled voxels (patch centres)."""
         for case_id in case_ids:
             image, label = load_case(case_files[case_id])
             preseg = _read_preseg(presegmentations.get(case_id), label.shape)
-            self.volumes.append((torch.from_numpy(image / 255.0).float(), torch.from_numpy(label).long(),
+            label = torch.from_numpy(label).long()
+            self.volumes.append((torch.from_numpy(image / 255.0).float(), label,
                                  torch.from_numpy(preseg).long() if preseg is not None else None))
+            self.foregrounds.append(torch.nonzero(label > 0))
 
     def __len__(self) -> int:
         return len(self.volumes)
@@ -40,8 +44,9 @@ class VolumeBank:
         return tuple(torch.stack(parts) for parts in zip(*patches))
 
     def _one_patch(self, config: DiffusionTrainingConfig, generator: torch.Generator):
-        image, label, preseg = self.volumes[int(torch.randint(len(self.volumes), (1,), generator=generator))]
-        window = patch_window(label, config.patch_size, generator)
+        index = int(torch.randint(len(self.volumes), (1,), generator=generator))
+        image, label, preseg = self.volumes[index]
+        window = patch_window(label.shape, self.foregrounds[index], config.patch_size, generator)
         image, target = image[window], label[window]
         if preseg is not None and torch.rand(1, generator=generator).item() < config.presegmentation_probability:
             start = preseg[window]
@@ -56,15 +61,16 @@ class VolumeBank:
         return image[None] * 2 - 1, target, start
 
 
-def patch_window(label: torch.Tensor, patch_size: tuple[int, int, int], generator: torch.Generator):
-    """Slices of a patch of ``label (N, H, W)``, centred on a labelled voxel with probability 0.9."""
-    foreground = torch.nonzero(label > 0)
+def patch_window(shape: tuple[int, ...], foreground: torch.Tensor, patch_size: tuple[int, int, int],
+                 generator: torch.Generator):
+    """Slices of a patch of a ``shape = (N, H, W)`` volume, centred with probability 0.9 on one of the
+    ``foreground (M, 3)`` labelled voxels."""
     if len(foreground) and torch.rand(1, generator=generator).item() < FOREGROUND_CENTRE_PROBABILITY:
         centre = foreground[int(torch.randint(len(foreground), (1,), generator=generator))].tolist()
     else:
-        centre = [int(torch.randint(n, (1,), generator=generator)) for n in label.shape]
+        centre = [int(torch.randint(n, (1,), generator=generator)) for n in shape]
     window = []
-    for c, size, total in zip(centre, patch_size, label.shape):
+    for c, size, total in zip(centre, patch_size, shape):
         start = int(np.clip(c - size // 2, 0, max(total - size, 0)))
         window.append(slice(start, start + size))
     return tuple(window)

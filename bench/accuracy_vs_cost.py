@@ -67,13 +67,6 @@ def settings(samples: list[int], steps: list[int], t_starts: list[int], default_
     return grid
 
 
-def score(labels: np.ndarray, truth: np.ndarray, heat: np.ndarray) -> dict:
-    from SpineSegDiffTraining.metrics import auroc, dice_per_structure
-
-    dice = dice_per_structure(labels, truth)
-    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))), "auroc": auroc(heat, labels != truth)}
-
-
 def run_grid(args) -> dict:
     import torch
 
@@ -82,6 +75,7 @@ def run_grid(args) -> dict:
     from SpineSegDiffLib.postprocess import remove_small_components
     from SpineSegDiffLib.refiner import DiffusionRefiner, refine_slices
     from SpineSegDiffLib.sampling import SamplingOptions
+    from SpineSegDiffTraining.metrics import label_scores
 
     data = np.load(args.slices)
     device = resolve_device(args.device)
@@ -100,7 +94,7 @@ def run_grid(args) -> dict:
             p, u, _ = refine_slices(refiner if setting else None, data["image"], data["presegmentation"], options)
             seconds.append((time.perf_counter() - start) / len(data["image"]))
             labels = remove_small_components(p.argmax(axis=1).astype(np.uint8))
-            runs.append([score(labels[i], data["truth"][i], u[i]) for i in range(len(labels))])
+            runs.append([label_scores(labels[i], data["truth"][i], u[i]) for i in range(len(labels))])
         rows[name] = summarise(runs, setting, float(np.median(seconds)))
         print(f"{name}: mean Dice {rows[name]['mean_dice']:.4f} +- {rows[name]['mean_dice_seed_sd']:.4f}, "
               f"AUROC {rows[name]['auroc']:.3f}, {rows[name]['seconds']:.3f} s/slice", flush=True)

@@ -22,7 +22,6 @@ from .models import (
     DEFAULT_DIFFUSION_3D,
     DEFAULT_MODELS_DIR,
     DEFAULT_PRESEGMENTER,
-    ModelFolder,
     open_model_folder,
 )
 from .options import SegmentOptions, resolve_device
@@ -76,18 +75,19 @@ class Segmenter:
         self.device = resolve_device(device)
         self.preseg_model = open_model_folder(_model_path(root, presegmenter, DEFAULT_PRESEGMENTER), "nnunet")
         self.presegmenter = NnUNetPresegmenter(self.preseg_model, self.device)
-        self.diffusion_model: ModelFolder | None = None
-        self.refiner: DiffusionRefiner | None = None
-        diffusion_path = _model_path(root, diffusion, DEFAULT_DIFFUSION)
-        if diffusion_path.exists() or diffusion is not None:
-            self.diffusion_model = open_model_folder(diffusion_path, "diffusion")
-            self.refiner = DiffusionRefiner(self.diffusion_model, self.device)
-        self.volume_model: ModelFolder | None = None
-        self.volume_refiner: VolumeRefiner | None = None
-        volume_path = _model_path(root, diffusion_3d, DEFAULT_DIFFUSION_3D)
-        if volume_path.exists() or diffusion_3d is not None:
-            self.volume_model = open_model_folder(volume_path, "diffusion")
-            self.volume_refiner = VolumeRefiner(self.volume_model, self.device)
+        self.diffusion_model, self.refiner = self._optional_diffusion(root, diffusion, DEFAULT_DIFFUSION,
+                                                                      DiffusionRefiner)
+        self.volume_model, self.volume_refiner = self._optional_diffusion(root, diffusion_3d, DEFAULT_DIFFUSION_3D,
+                                                                          VolumeRefiner)
+
+    def _optional_diffusion(self, root: Path, given: str | Path | None, default: str, refiner_class):
+        """``(model folder, refiner)``, or ``(None, None)`` when the default folder is absent and none was
+        named (a folder named explicitly must exist)."""
+        path = _model_path(root, given, default)
+        if not path.exists() and given is None:
+            return None, None
+        model = open_model_folder(path, "diffusion")
+        return model, refiner_class(model, self.device)
 
     def segment(self, image: sitk.Image, options: SegmentOptions = DEFAULT_OPTIONS,
                 progress: Progress | None = None) -> SegmentationResult:

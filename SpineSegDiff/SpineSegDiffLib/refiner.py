@@ -64,6 +64,14 @@ class DiffusionRefiner:
         return tuple(output.cpu().numpy() for output in outputs)
 
 
+def unrefined(presegmentation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The outputs of a stack nothing refined yet: the presegmentation as probabilities ``(N, K, H, W)``,
+    zero uncertainty ``(N, H, W)`` and zero class uncertainty ``(N, K, H, W)``; refiners fill them in."""
+    n, h, w = presegmentation.shape
+    probabilities = one_hot(presegmentation, NUM_CLASSES).transpose(1, 0, 2, 3).copy()
+    return probabilities, np.zeros((n, h, w), np.float32), np.zeros((n, NUM_CLASSES, h, w), np.float32)
+
+
 def slice_groups(slices: list[int], options: SamplingOptions) -> list[list[int]]:
     """Slices refined together: as many as fill one network call of ``sample_batch`` chains (at least one)."""
     size = max(1, options.sample_batch // options.samples)
@@ -87,11 +95,8 @@ def refine_slices(refiner: DiffusionRefiner | None, images: np.ndarray, presegme
     Returns:
         probabilities ``(N, K, H, W)``, uncertainty ``(N, H, W)``, class uncertainty ``(N, K, H, W)``.
     """
-    n, h, w = images.shape
-    probabilities = one_hot(presegmentation, NUM_CLASSES).transpose(1, 0, 2, 3).copy()
-    uncertainty = np.zeros((n, h, w), np.float32)
-    class_uncertainty = np.zeros((n, NUM_CLASSES, h, w), np.float32)
-    todo = [i for i in range(n) if presegmentation[i].any()] if refiner is not None else []
+    probabilities, uncertainty, class_uncertainty = unrefined(presegmentation)
+    todo = [i for i in range(len(images)) if presegmentation[i].any()] if refiner is not None else []
     finished = 0
     for group in slice_groups(todo, options) if todo else []:
         columns = roi_columns(presegmentation[group].any(axis=0).astype(np.uint8))

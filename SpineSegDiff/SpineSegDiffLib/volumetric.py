@@ -21,7 +21,7 @@ from .errors import SpineSegDiffError
 from .labels import NUM_CLASSES
 from .models import ModelFolder
 from .postprocess import one_hot, roi_columns
-from .refiner import image_to_network, load_network
+from .refiner import image_to_network, load_network, unrefined
 from .sampling import SamplingOptions, make_scheduler, refine
 
 DEFAULT_OVERLAP = 0.25
@@ -48,10 +48,8 @@ class VolumeRefiner:
 
     def __call__(self, images: np.ndarray, presegmentation: np.ndarray, options: SamplingOptions,
                  on_progress: Callable[[float], None] | None = None):
-        n, h, w = images.shape
-        probabilities = one_hot(presegmentation, NUM_CLASSES).transpose(1, 0, 2, 3).copy()
-        uncertainty = np.zeros((n, h, w), np.float32)
-        class_uncertainty = np.zeros((n, NUM_CLASSES, h, w), np.float32)
+        n = len(images)
+        probabilities, uncertainty, class_uncertainty = unrefined(presegmentation)
         if not presegmentation.any():
             return probabilities, uncertainty, class_uncertainty
         spine = presegmentation.any(axis=0).astype(np.uint8)
