@@ -102,10 +102,10 @@ def time_volume_modes(volume, device, repeat: int) -> dict:
     runs = {
         f"every slice, 2D ({len(images)} slices, S=5, 2 steps)":
             lambda: refine_slices(slice_refiner, images, preseg, SegmentOptions(mode="slices").sampling(
-                slice_refiner.t_start_default, device)),
+                slice_refiner.settings, device)),
         f"volume, 3D Diff-UNet ({len(images)} slices, S=5, 2 steps)":
             lambda: volume_refiner(images, preseg, SegmentOptions(mode="volume").sampling(
-                volume_refiner.t_start_default, device)),
+                volume_refiner.settings, device)),
     }
     rows = {}
     for name, run in runs.items():
@@ -128,10 +128,9 @@ def count_synchronisations(refiner, image, preseg, sampling_options) -> int:
 
     from SpineSegDiffLib.labels import NUM_CLASSES
     from SpineSegDiffLib.postprocess import one_hot
-    from SpineSegDiffLib.refiner import image_to_network
     from SpineSegDiffLib.sampling import refine
 
-    image_t = torch.from_numpy(image_to_network(image)[:, None].astype(np.float32)).to(refiner.device)
+    image_t = torch.from_numpy(refiner.network_image(image)[:, None].astype(np.float32)).to(refiner.device)
     preseg_t = torch.from_numpy(one_hot(preseg, NUM_CLASSES).swapaxes(0, 1).copy()).to(refiner.device)
     options = sampling_options(samples=15, steps=5, fused_steps=5, sample_batch=15)
     torch.cuda.synchronize()

@@ -9,6 +9,16 @@ Two kinds:
   ones hold weight-only checkpoints (``weights_only=True``). A folder straight out of nnU-Net
   training (no ``config.json``, pickled ``checkpoint_final.pth``) is accepted only when the user
   points to it explicitly, because unpickling runs code.
+
+Where the bundled models are found, in this order (:func:`bundled_models_dir`):
+
+1. ``SpineSegDiffLib/models/`` next to this file: a wheel (``pip install .``) and the Slicer extension
+   install them there;
+2. ``Resources/Models/`` of the source checkout holding this file (an editable install, running from
+   the repository).
+
+A folder given explicitly (``--models``, ``Segmenter(models_dir=...)``) always wins; no environment
+variable is read. ``spinesegdiff info`` prints the folder in use.
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ from .errors import SpineSegDiffError
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "models"
+CHECKOUT_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 DEFAULT_PRESEGMENTER = "nnunet-2d-t2"
 DEFAULT_DIFFUSION = "spinesegdiff-2d-t2"
 DEFAULT_DIFFUSION_3D = "spinesegdiff-3d-t2"
@@ -105,6 +116,30 @@ def write_config(path: Path, config: dict[str, Any], weight_files: list[str]) ->
     config = {**config, "format_version": FORMAT_VERSION, "files": {f: sha256_of(path / f) for f in weight_files}}
     (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return config
+
+
+def bundled_models_dir() -> Path:
+    """The first of the packaged and the checkout models folder that exists (the packaged one if neither)."""
+    return next((d for d in (PACKAGED_MODELS_DIR, CHECKOUT_MODELS_DIR) if d.is_dir()), PACKAGED_MODELS_DIR)
+
+
+DEFAULT_MODELS_DIR = bundled_models_dir()
+"""The bundled models folder of this installation (see the module docstring for the lookup order)."""
+
+
+def models_root(models_dir: str | Path | None) -> Path:
+    """``models_dir`` if given, else the bundled folder; an error naming where we looked if it is missing."""
+    if models_dir is not None:
+        root = Path(models_dir)
+        if not root.is_dir():
+            raise SpineSegDiffError(f"models folder {root} does not exist", "check --models")
+        return root
+    if not DEFAULT_MODELS_DIR.is_dir():
+        raise SpineSegDiffError(
+            f"no bundled models found (looked in {PACKAGED_MODELS_DIR} and {CHECKOUT_MODELS_DIR})",
+            "reinstall SpineSegDiff, or pass a models folder with --models",
+        )
+    return DEFAULT_MODELS_DIR
 
 
 def find_models(models_dir: Path | None = None) -> list[ModelFolder]:

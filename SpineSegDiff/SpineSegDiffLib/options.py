@@ -1,13 +1,22 @@
-"""User-facing options and quality presets (one frozen dataclass, no behaviour by string dispatch)."""
+"""User-facing options: the one definition of modes, presets and devices, and their validation.
+
+The command line, the Slicer module (parameter node and UI) and the batch scripts all take their
+choices, labels and help texts from here. Nothing here imports torch at import time, so the Slicer
+module can build its UI before the dependencies are installed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import SpineSegDiffError
-from .sampling import SamplingOptions
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model_settings import DiffusionSettings
+    from .sampling import SamplingOptions
 
 PRESETS: dict[str, dict[str, int]] = {
     "fast": {"samples": 5, "steps": 2, "fused_steps": 2},
@@ -31,19 +40,78 @@ batch 4-5: 0.095 s per chain)."""
 GPU_SAMPLE_BATCH = 64
 """Chains per network call on a GPU (at least S): all chains of one slice, and in every-slice mode the
 chains of several slices together (``GPU_SAMPLE_BATCH // S`` slices per call)."""
-MODES = ("central", "slices", "volume")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One allowed value of an option, with its label and help text for user interfaces."""
+
+    key: str
+    label: str
+    description: str
+
+
+MODE_CHOICES = (
+    Choice("central", "Central slice", "The central sagittal slice, as in the paper (seconds to a minute on a CPU)."),
+    Choice("slices", "Every slice", "The 2D model on every sagittal slice (under a minute on a CPU)."),
+    Choice("volume", "Volumetric 3D",
+           "The 3D Diff-UNet over the whole volume (sliding window; under a minute on a CPU)."),
+)
+DEVICE_CHOICES = (
+    Choice("auto", "auto", "A CUDA or Apple GPU when there is one, else the CPU (a case that runs out of GPU "
+                           "memory is retried on the CPU)."),
+    Choice("cpu", "cpu", "The CPU."),
+    Choice("cuda", "cuda", "An NVIDIA GPU."),
+    Choice("mps", "mps", "An Apple GPU."),
+)
+MODES = tuple(c.key for c in MODE_CHOICES)
+DEVICES = tuple(c.key for c in DEVICE_CHOICES)
+PRESET_NAMES = tuple(PRESETS)
+MAX_SAMPLES = 256
+MAX_STEPS = 1000
+
+
+def _sizes(presets: dict[str, dict[str, int]]) -> str:
+    return ", ".join(f"{name} {p['samples']}x{p['steps']}" for name, p in presets.items())
+
+
+PRESET_HELP = f"Samples x steps. Central slice: {_sizes(PRESETS)}. Every slice and 3D: {_sizes(VOLUME_PRESETS)}."
+
+
+def _need(condition: bool, problem: str, hint: str) -> None:
+    if not condition:
+        raise SpineSegDiffError(problem, hint)
+
+
+def _check_choice(name: str, value, allowed: tuple[str, ...]) -> None:
+    _need(value in allowed, f"unknown {name} {value!r}", f"choose one of {', '.join(allowed)}")
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+    """``value`` is None or an integer in ``low..high``."""
+    if value is None:
+        return
+    flag = "--" + name.replace("_", "-")
+    in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    in_range = in_range and (high is None or value <= high)
+    limit = f"{low}..{high}" if high is not None else f"at least {low}"
+    _need(in_range, f"{flag} must be an integer {'in ' if high is not None else ''}{limit}, got {value!r}",
+          f"give {flag} a value {'in ' if high is not None else ''}{limit}, or leave it out for the default")
 
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    """Everything that changes a segmentation; ``None`` fields take the preset's value.
+    """Everything that changes a segmentation; ``None`` fields take the preset's (or the model's) value.
+
+    Every value is checked on construction; :meth:`sampling` checks the rest against the model
+    (``t_start`` below its ``num_train_timesteps``, ``steps`` at most ``t_start + 1``).
 
     Attributes:
         mode: ``central`` (the paper's central sagittal slice), ``slices`` (the 2D model on every
             sagittal slice) or ``volume`` (the 3D Diff-UNet over the whole volume).
         preset: ``fast``, ``standard`` or ``paper`` (:data:`PRESETS` in central mode, else
             :data:`VOLUME_PRESETS`).
+        t_start: the timestep the presegmentation is noised to (default: the model's).
         refine: False runs the nnU-Net presegmentation only.
         slice_index: in central mode, process this index along the left-right axis instead.
     """
@@ -63,27 +131,46 @@ class SegmentOptions:
     bfloat16: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise SpineSegDiffError(f"unknown mode {self.mode!r}", f"choose one of {', '.join(MODES)}")
-        if self.preset not in PRESETS:
-            raise SpineSegDiffError(f"unknown preset {self.preset!r}", f"choose one of {', '.join(PRESETS)}")
-        if self.device not in DEVICES:
-            raise SpineSegDiffError(f"unknown device {self.device!r}", f"choose one of {', '.join(DEVICES)}")
-        for name in ("samples", "steps", "fused_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise SpineSegDiffError(f"{name} must be at least 1, got {value}")
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("preset", self.preset, PRESET_NAMES)
+        _check_choice("device", self.device, DEVICES)
+        _check_int("samples", self.samples, 1, MAX_SAMPLES)
+        _check_int("steps", self.steps, 1, MAX_STEPS)
+        _check_int("fused_steps", self.fused_steps, 1, MAX_STEPS)
+        _check_int("t_start", self.t_start, 0)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_int("slice_index", self.slice_index, 0)
+        _check_int("sample_batch", self.sample_batch, 1)
+        _need(isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0,
+              f"eta must be a number in 0..1, got {self.eta!r}", "use 0 (deterministic DDIM) unless you know why")
+        if self.steps is not None and self.fused_steps is not None:
+            _need(self.fused_steps <= self.steps, f"--fused-steps ({self.fused_steps}) is more than --steps "
+                  f"({self.steps})", "fuse at most as many steps as there are")
+        if self.slice_index is not None:
+            _need(self.mode == "central", f"--slice-index picks the slice of the central mode, not of {self.mode!r}",
+                  "leave --slice-index out, or use --mode central")
 
     def with_overrides(self, **changes) -> SegmentOptions:
         return replace(self, **changes)
 
-    def sampling(self, t_start_default: int, device: torch.device) -> SamplingOptions:
-        """Resolve the preset and device-dependent defaults into :class:`SamplingOptions`."""
+    def sampling(self, model: DiffusionSettings, device: torch.device) -> SamplingOptions:
+        """Resolve preset, model and device defaults into :class:`~.sampling.SamplingOptions`.
+
+        Raises :class:`SpineSegDiffError` when an explicit ``t_start`` or ``steps`` does not fit the model.
+        """
+        from .sampling import SamplingOptions
+
         preset = (PRESETS if self.mode == "central" else VOLUME_PRESETS)[self.preset]
-        samples = self.samples or preset["samples"]
-        t_start = self.t_start if self.t_start is not None else t_start_default
-        steps = min(self.steps or preset["steps"], t_start + 1)
+        t_start = model.t_start if self.t_start is None else self.t_start
+        last = model.num_train_timesteps - 1
+        _need(t_start <= last, f"--t-start {t_start} is beyond this model's schedule (0..{last})",
+              f"use a value in 0..{last}, or leave it out for the model's default ({model.t_start})")
+        if self.steps is not None:
+            _need(self.steps <= t_start + 1, f"--steps {self.steps} is more than the {t_start + 1} timesteps "
+                  f"from t_start {t_start} down to 0", f"use at most {t_start + 1} steps, or a larger --t-start")
+        steps = self.steps or min(preset["steps"], t_start + 1)
         fused = min(self.fused_steps or preset["fused_steps"], steps)
+        samples = self.samples or preset["samples"]
         on_gpu = device.type != "cpu"
         return SamplingOptions(
             samples=samples, steps=steps, fused_steps=fused, t_start=t_start, eta=self.eta, seed=self.seed,
@@ -94,6 +181,8 @@ class SegmentOptions:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+    import torch
+
     available = {
         "cuda": torch.cuda.is_available(),
         "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),

@@ -1,8 +1,9 @@
 """Input grid <-> model space, with an exact inverse.
 
-Model space is what the networks see: sagittal slices of ``MODEL_SIZE x MODEL_SIZE`` pixels at
-``MODEL_SPACING`` mm, superior up and anterior left, intensities scaled so that the 98th percentile
-is 255 (the paper's preprocessing). The input volume is first reoriented by a pure axis permutation
+Model space is what the networks see: sagittal slices of ``size x size`` pixels at ``spacing_mm``
+mm, superior up and anterior left, intensities scaled so that the 98th percentile is 255 (the
+paper's preprocessing: :class:`Preprocessing`'s defaults; a model folder may say otherwise, see
+:mod:`.model_settings`). The input volume is first reoriented by a pure axis permutation
 and flip (no interpolation) so that its index axes run posterior, inferior and left; the model grid
 then keeps that (possibly oblique) direction, so oblique acquisitions are never resampled across
 their own slices. The inverse resamples model-space results onto the *input's own grid*
@@ -28,6 +29,21 @@ MAX_IN_PLANE_SPACING = 2.0
 acquisition, whose sagittal reformat is too blurred to segment."""
 INTENSITY_PERCENTILE = 98.0
 INTENSITY_MAX = 255.0
+MODEL_ORIENTATION_TEXT = "sagittal, superior up, anterior left"
+"""How model folders describe this model space in ``config.json`` (``preprocessing.orientation``)."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Model-space size (pixels), spacing (mm) and intensity scaling (this percentile -> this value)."""
+
+    size: int = MODEL_SIZE
+    spacing_mm: float = MODEL_SPACING
+    intensity_percentile: float = INTENSITY_PERCENTILE
+    intensity_max: float = INTENSITY_MAX
+
+
+DEFAULT_PREPROCESSING = Preprocessing()
 
 
 @dataclass(frozen=True)
@@ -92,28 +108,29 @@ def check_sagittal_resolution(oriented: sitk.Image) -> None:
         )
 
 
-def intensity_reference(array: np.ndarray) -> float:
-    """The intensity that maps to 255: the 98th percentile (the maximum if that is 0)."""
-    reference = float(np.percentile(array, INTENSITY_PERCENTILE))
+def intensity_reference(array: np.ndarray, percentile: float = INTENSITY_PERCENTILE) -> float:
+    """The intensity that maps to the maximum: the 98th percentile (the maximum if that is 0)."""
+    reference = float(np.percentile(array, percentile))
     if reference <= 0:
         reference = float(np.max(array))
     return reference if reference > 0 else 1.0
 
 
-def normalise_intensity(array: np.ndarray, reference: float) -> np.ndarray:
-    """Scale so that ``reference`` maps to 255 and clip to 0..255; float32, same shape."""
-    return np.clip(array.astype(np.float32) / reference * INTENSITY_MAX, 0.0, INTENSITY_MAX)
+def normalise_intensity(array: np.ndarray, reference: float, maximum: float = INTENSITY_MAX) -> np.ndarray:
+    """Scale so that ``reference`` maps to ``maximum`` and clip to 0..maximum; float32, same shape."""
+    return np.clip(array.astype(np.float32) / reference * maximum, 0.0, maximum)
 
 
-def model_grid_for(oriented: sitk.Image, first_slice: int, num_slices: int) -> GridGeometry:
+def model_grid_for(oriented: sitk.Image, first_slice: int, num_slices: int,
+                   settings: Preprocessing = DEFAULT_PREPROCESSING) -> GridGeometry:
     """The model grid: in-plane centred on ``oriented``, slices ``first_slice ...`` along axis 2."""
     direction = np.array(oriented.GetDirection()).reshape(3, 3)
     centre_index = [(oriented.GetSize()[0] - 1) / 2, (oriented.GetSize()[1] - 1) / 2, first_slice]
     centre = np.array(oriented.TransformContinuousIndexToPhysicalPoint(centre_index))
-    half_extent = np.array([(MODEL_SIZE - 1) / 2 * MODEL_SPACING] * 2 + [0.0])
+    half_extent = np.array([(settings.size - 1) / 2 * settings.spacing_mm] * 2 + [0.0])
     origin = centre - direction @ half_extent
-    spacing = (MODEL_SPACING, MODEL_SPACING, oriented.GetSpacing()[2])
-    size = (MODEL_SIZE, MODEL_SIZE, num_slices)
+    spacing = (settings.spacing_mm, settings.spacing_mm, oriented.GetSpacing()[2])
+    size = (settings.size, settings.size, num_slices)
     return GridGeometry(size, spacing, tuple(origin.tolist()), oriented.GetDirection())
 
 
@@ -122,22 +139,24 @@ def resample(image: sitk.Image, grid: GridGeometry, interpolator: int, default: 
     return sitk.Resample(image, grid.blank(image.GetPixelID()), sitk.Transform(), interpolator, default)
 
 
-def to_model_space(image: sitk.Image, slices: str | int = "central") -> tuple[np.ndarray, Geometry]:
+def to_model_space(image: sitk.Image, slices: str | int = "central",
+                   settings: Preprocessing = DEFAULT_PREPROCESSING) -> tuple[np.ndarray, Geometry]:
     """Preprocess a 3D volume for the networks.
 
     Args:
         image: any 3D scalar volume, any orientation and spacing.
         slices: ``"central"`` (the paper's 2D mode), ``"all"`` (every sagittal slice), or the index
             of one slice along the input's sagittal axis.
+        settings: the model space (from the model folder's ``config.json``).
 
     Returns:
-        ``(images, geometry)``: ``images`` is float32 ``(N, MODEL_SIZE, MODEL_SIZE)`` in 0..255,
+        ``(images, geometry)``: ``images`` is float32 ``(N, size, size)`` in 0..intensity_max,
         ``N`` sagittal slices, row 0 superior, column 0 anterior.
     """
     oriented = reorient(sitk.Cast(image, sitk.sitkFloat32))
     check_sagittal_resolution(oriented)
     first, count = _slice_range(image, oriented, slices)
-    grid = model_grid_for(oriented, first, count)
+    grid = model_grid_for(oriented, first, count, settings)
     volume = sitk.GetArrayFromImage(resample(oriented, grid, sitk.sitkLinear))  # (N, 320, 320)
     geometry = Geometry(
         input_grid=GridGeometry.of(image),
@@ -145,8 +164,8 @@ def to_model_space(image: sitk.Image, slices: str | int = "central") -> tuple[np
         slice_indices=_input_slice_indices(image, grid),
         sagittal_axis=sagittal_axis_of(image),
     )
-    reference = intensity_reference(sitk.GetArrayViewFromImage(oriented))
-    return normalise_intensity(volume, reference), geometry
+    reference = intensity_reference(sitk.GetArrayViewFromImage(oriented), settings.intensity_percentile)
+    return normalise_intensity(volume, reference, settings.intensity_max), geometry
 
 
 def _slice_range(image: sitk.Image, oriented: sitk.Image, slices: str | int) -> tuple[int, int]:
@@ -175,7 +194,7 @@ def _input_slice_indices(image: sitk.Image, grid: GridGeometry) -> tuple[int, ..
     indices = []
     for k in range(grid.size[2]):
         centre = np.array(grid.origin) + direction @ np.array(
-            [(MODEL_SIZE - 1) / 2 * MODEL_SPACING] * 2 + [k * grid.spacing[2]]
+            [(grid.size[0] - 1) / 2 * grid.spacing[0]] * 2 + [k * grid.spacing[2]]
         )
         indices.append(int(round(image.TransformPhysicalPointToContinuousIndex(centre.tolist())[axis])))
     return tuple(indices)

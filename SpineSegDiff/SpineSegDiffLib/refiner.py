@@ -9,17 +9,33 @@ import torch
 
 from .errors import SpineSegDiffError
 from .labels import NUM_CLASSES
+from .model_settings import diffusion_settings, preprocessing_settings
 from .models import ModelFolder
 from .networks import NetworkConfig, SpineSegDiffNet
 from .postprocess import one_hot, roi_columns
-from .sampling import SamplingOptions, make_scheduler, refine
-
-IMAGE_SCALE = 255.0
+from .sampling import NoiseSchedule, SamplingOptions, refine
 
 
-def image_to_network(image: np.ndarray) -> np.ndarray:
-    """Model-space intensities 0..255 -> the network's input range -1..1 (same shape)."""
-    return image / IMAGE_SCALE * 2.0 - 1.0
+def image_to_network(image: np.ndarray, maximum: float) -> np.ndarray:
+    """Model-space intensities 0..maximum -> the network's input range -1..1 (same shape)."""
+    return image / maximum * 2.0 - 1.0
+
+
+class ModelSampler:
+    """What every refiner reads from its model folder: network, noise schedule, default t_start and
+    the model space (see :mod:`.model_settings`)."""
+
+    def __init__(self, model: ModelFolder, device: torch.device) -> None:
+        self.device = device
+        self.settings = diffusion_settings(model.config, model.path)
+        self.preprocessing = preprocessing_settings(model.config, model.path)
+        self.net = load_network(model, device)
+        self.scheduler = NoiseSchedule(self.settings.num_train_timesteps, self.settings.schedule)
+        self.t_start_default = self.settings.t_start
+
+    def network_image(self, images: np.ndarray) -> np.ndarray:
+        """Model-space intensities -> the network's -1..1 input."""
+        return image_to_network(images, self.preprocessing.intensity_max)
 
 
 def load_network(model: ModelFolder, device: torch.device) -> SpineSegDiffNet:
@@ -38,20 +54,13 @@ def load_network(model: ModelFolder, device: torch.device) -> SpineSegDiffNet:
     return net.to(device).eval()
 
 
-class DiffusionRefiner:
+class DiffusionRefiner(ModelSampler):
     """``refiner(images (B, H, W), presegmentations (B, H, W), options)`` -> probabilities ``(B, K, H, W)``,
     uncertainty ``(B, H, W)`` and class uncertainty ``(B, K, H, W)``, as NumPy arrays."""
 
-    def __init__(self, model: ModelFolder, device: torch.device) -> None:
-        self.device = device
-        self.net = load_network(model, device)
-        diffusion = model.config["diffusion"]
-        self.scheduler = make_scheduler(diffusion["num_train_timesteps"])
-        self.t_start_default = int(diffusion["t_start"])
-
     def __call__(self, images: np.ndarray, presegmentation: np.ndarray, options: SamplingOptions,
                  on_step: Callable[[float], None] | None = None):
-        image_t = torch.from_numpy(image_to_network(images)[:, None].astype(np.float32)).to(self.device)
+        image_t = torch.from_numpy(self.network_image(images)[:, None].astype(np.float32)).to(self.device)
         preseg_t = torch.from_numpy(one_hot(presegmentation, NUM_CLASSES).swapaxes(0, 1).copy()).to(self.device)
         done = [0]
 

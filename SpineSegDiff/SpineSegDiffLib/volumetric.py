@@ -14,37 +14,31 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from monai.data.utils import dense_patch_slices
-from monai.inferers import SlidingWindowInferer
 
 from .errors import SpineSegDiffError
 from .labels import NUM_CLASSES
 from .models import ModelFolder
 from .postprocess import one_hot, roi_columns
-from .refiner import image_to_network, load_network, unrefined
-from .sampling import SamplingOptions, make_scheduler, refine
+from .refiner import ModelSampler, unrefined
+from .sampling import SamplingOptions, refine
 
 DEFAULT_OVERLAP = 0.25
 
 
-class VolumeRefiner:
+class VolumeRefiner(ModelSampler):
     """``refiner(images (N, H, W), presegmentation (N, H, W), options)`` -> probabilities ``(N, K, H, W)``,
     uncertainty ``(N, H, W)`` and class uncertainty ``(N, K, H, W)``, like :func:`~.refiner.refine_slices`."""
 
     def __init__(self, model: ModelFolder, device: torch.device) -> None:
         if model.config["network"].get("spatial_dims") != 3:
             raise SpineSegDiffError(f"{model.path} is not a 3D diffusion model", "choose a 3D model folder")
-        self.device = device
-        self.net = load_network(model, device)
-        diffusion = model.config["diffusion"]
-        self.scheduler = make_scheduler(diffusion["num_train_timesteps"])
         inference = model.config.get("inference", {})
-        self.t_start_default = int(inference.get("t_start", diffusion["t_start"]))
         if "roi_size" not in inference:
             raise SpineSegDiffError(f"{model.path} does not say its sliding-window size (inference.roi_size)",
                                     "bundle the 3D model again with spinesegdiff-train bundle")
         self.roi_size = tuple(inference["roi_size"])
         self.overlap = float(inference.get("overlap", DEFAULT_OVERLAP))
+        super().__init__(model, device)
 
     def __call__(self, images: np.ndarray, presegmentation: np.ndarray, options: SamplingOptions,
                  on_progress: Callable[[float], None] | None = None):
@@ -68,13 +62,15 @@ class VolumeRefiner:
         """``(1, 1 + K, max(N, roi slices), H, w)``: normalised image and one-hot presegmentation,
         padded after the last slice with an empty image and background."""
         missing = max(self.roi_size[0] - len(images), 0)
-        image = np.pad(image_to_network(images), ((0, missing), (0, 0), (0, 0)), constant_values=-1.0)
+        image = np.pad(self.network_image(images), ((0, missing), (0, 0), (0, 0)), constant_values=-1.0)
         labels = np.pad(presegmentation, ((0, missing), (0, 0), (0, 0)))
         stacked = np.concatenate([image[None], one_hot(labels, NUM_CLASSES)]).astype(np.float32)
         return torch.from_numpy(stacked[None]).to(self.device)
 
     def _infer(self, volume: torch.Tensor, options: SamplingOptions, on_progress) -> torch.Tensor:
         """Sliding-window refinement: ``(1, 1 + K, D, H, W) -> (1, 2K + 1, D, H, W)``."""
+        from monai.inferers import SlidingWindowInferer  # MONAI's package import is slow: only in volume mode
+
         roi = tuple(min(r, s) for r, s in zip(self.roi_size, volume.shape[2:]))
         total = window_count(volume.shape[2:], roi, self.overlap)
         done = [0]
@@ -95,5 +91,7 @@ class VolumeRefiner:
 
 def window_count(size: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> int:
     """How many windows MONAI's sliding window visits (its scan-interval rule)."""
+    from monai.data.utils import dense_patch_slices
+
     interval = [r if r == s else max(int(r * (1 - overlap)), 1) for r, s in zip(roi, size)]
     return len(dense_patch_slices(tuple(size), roi, interval))
