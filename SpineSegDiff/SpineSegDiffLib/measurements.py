@@ -1,0 +1,180 @@
+"""Per-level measurements on one sagittal slice: disc heights and height index, vertebral body height
+and depth, spinal canal diameter at each disc, sagittal slip, and the mean uncertainty of each.
+
+Geometry: every structure is measured in a local frame, ``u`` along the disc plane pointing posterior
+and ``v`` across it pointing superior. A disc's frame is its own principal axes; a vertebral body
+takes the mean frame of its adjacent discs (bodies are nearly square in the sagittal plane, so their
+own principal axes are ill-defined). Heights are the extent along ``v`` of the pixels within half a
+pixel of a position along ``u``: anterior at 10 %, middle at 50 % and posterior at 90 % of the
+structure's extent along ``u``; depths are the extent along ``u``. Lengths count pixels end to end
+(a 10-pixel bar is 10 mm at 1 mm spacing), so an axis-aligned shape measures exactly.
+
+Disc height index: the mean of the anterior, middle and posterior disc heights divided by the depth of
+the vertebral body above the disc. Normalising disc height by the cranial vertebra's endplate depth is
+the radiographic method of Frobin et al. (W. Frobin, P. Brinckmann, M. Biggemann, M. Tillotson,
+K. Burton, "Precision measurement of disc height, vertebral height and sagittal plane displacement
+from lateral radiographic views of the lumbar spine", Clinical Biomechanics 12 Suppl 1:S1-S63, 1997);
+it cancels magnification and body size. Frobin measures on endplate corner points; here the heights
+come from the segmentation, so absolute values are not interchangeable with Frobin's tables.
+
+Sagittal slip (Meyerding-style percentage): the offset of the posterior wall of the upper body relative
+to the lower one, along the disc between them, divided by the lower body's depth; positive means the
+upper vertebra lies anterior (anterolisthesis).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .instances import principal_axes
+from .labels import by_key
+from .levels import Level, Levels
+
+POSITIONS = {"anterior": 0.10, "middle": 0.50, "posterior": 0.90}
+DEFAULT_FRAME = (np.array([0.0, 1.0]), np.array([-1.0, 0.0]))
+
+
+def project(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres of ``mask`` ``(H, W)`` in the frame: ``(u, v)``, each ``(n,)`` in pixels."""
+    points = np.argwhere(mask).astype(float)
+    return points @ frame[0], points @ frame[1]
+
+
+def heights(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """Anterior / middle / posterior extent along ``v`` (pixels) at :data:`POSITIONS` along ``u``."""
+    u, v = project(mask, frame)
+    result = {}
+    for name, fraction in POSITIONS.items():
+        position = u.min() + fraction * np.ptp(u)
+        band = np.abs(u - position) <= 0.5
+        if not band.any():
+            band = np.abs(u - position) <= np.abs(u - position).min() + 1e-6
+        result[name] = float(np.ptp(v[band]) + 1.0)
+    return result
+
+
+def depth(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> float:
+    """Extent along ``u`` in pixels."""
+    return float(np.ptp(project(mask, frame)[0]) + 1.0)
+
+
+def run_length(mask: np.ndarray, start: np.ndarray, direction: np.ndarray, max_length: float = 80.0) -> float:
+    """Length (pixels) of the first run of ``mask`` met walking from ``start`` along ``direction``."""
+    step = 0.25
+    samples = start[None, :] + np.arange(0, max_length, step)[:, None] * direction[None, :]
+    index = np.round(samples).astype(int)
+    inside = (index >= 0).all(axis=1) & (index[:, 0] < mask.shape[0]) & (index[:, 1] < mask.shape[1])
+    hits = np.zeros(len(samples), bool)
+    hits[inside] = mask[index[inside, 0], index[inside, 1]]
+    if not hits.any():
+        return 0.0
+    first = int(np.argmax(hits))
+    after = np.flatnonzero(~hits[first:])
+    end = first + (after[0] if len(after) else len(hits) - first)
+    return float((end - first) * step)
+
+
+def mean_over(heatmap: np.ndarray | None, mask: np.ndarray) -> float | None:
+    """Mean of ``heatmap`` ``(H, W)`` over ``mask``; None without a heatmap or an empty mask."""
+    if heatmap is None or not mask.any():
+        return None
+    return round(float(heatmap[mask].mean()), 4)
+
+
+def mm(values: dict[str, float], spacing: float, suffix: str) -> dict[str, float]:
+    return {f"{key}{suffix}": round(value * spacing, 1) for key, value in values.items()}
+
+
+def disc_frames(levels: Levels) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Principal-axis frame of every segmented disc, by ``from_bottom``."""
+    return {d.from_bottom: principal_axes(levels.mask(d)) for d in levels.discs if not d.missing}
+
+
+def vertebra_frame(vertebra: Level, frames: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Mean frame of the discs below (``from_bottom``) and above (``from_bottom + 1``) a vertebra."""
+    near = [frames[k] for k in (vertebra.from_bottom, vertebra.from_bottom + 1) if k in frames]
+    if not near:
+        return DEFAULT_FRAME
+    u = np.mean([f[0] for f in near], axis=0)
+    u /= np.linalg.norm(u)
+    return u, np.array([-u[1], u[0]])
+
+
+def measure_vertebra(levels: Levels, vertebra: Level, frames: dict, heatmap, spacing: float) -> dict:
+    """Heights (anterior/middle/posterior), depth and mean uncertainty of one vertebral body, in mm."""
+    entry = {"name": vertebra.name, "from_bottom": vertebra.from_bottom, "segmented": not vertebra.missing}
+    mask = levels.mask(vertebra)
+    if mask.any():
+        frame = vertebra_frame(vertebra, frames)
+        entry |= mm(heights(mask, frame), spacing, "_height_mm")
+        entry["depth_mm"] = round(depth(mask, frame) * spacing, 1)
+    entry["mean_uncertainty"] = mean_over(heatmap, mask)
+    return entry
+
+
+def measure_disc(levels: Levels, disc: Level, labels: np.ndarray, frames: dict, heatmap, spacing: float) -> dict:
+    """Heights, canal diameter and mean uncertainty of one disc, in mm (height index added later)."""
+    entry = {"name": disc.name, "from_bottom": disc.from_bottom, "segmented": not disc.missing}
+    mask = levels.mask(disc)
+    if mask.any():
+        frame = frames[disc.from_bottom]
+        entry |= mm(heights(mask, frame), spacing, "_height_mm")
+        entry["mean_height_mm"] = round(float(np.mean([entry[f"{k}_height_mm"] for k in POSITIONS])), 1)
+        canal = labels == by_key("SC").value
+        entry["canal_ap_diameter_mm"] = round(run_length(canal, np.array(disc.centroid), frame[0]) * spacing, 1)
+    entry["mean_uncertainty"] = mean_over(heatmap, mask)
+    return entry
+
+
+def endplate_wall(mask: np.ndarray, frame, upper_end: bool, band: float = 5.0) -> float:
+    """Largest ``u`` (posterior wall) among the pixels within ``band`` pixels of one endplate."""
+    u, v = project(mask, frame)
+    near = v >= v.max() - band if upper_end else v <= v.min() + band
+    return float(u[near].max())
+
+
+def slip(levels: Levels, lower: Level, upper: Level, frame, spacing: float) -> tuple[float, float] | None:
+    """``(mm, % of the lower body's depth)``: how far the upper body's posterior-inferior corner lies
+    anterior to the lower body's posterior-superior corner, along the disc between them."""
+    low, up = levels.mask(lower), levels.mask(upper)
+    if not (low.any() and up.any()):
+        return None
+    offset = (endplate_wall(low, frame, upper_end=True) - endplate_wall(up, frame, upper_end=False)) * spacing
+    return round(offset, 1), round(100.0 * offset / (depth(low, frame) * spacing), 1)
+
+
+def measure_levels(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | None = None,
+                   spacing_mm: float = 1.0) -> dict[str, list[dict]]:
+    """Every measurement of one slice.
+
+    Args:
+        levels: from :func:`~.levels.find_levels` on ``labels``.
+        labels: uint8 ``(H, W)`` labelmap (for the spinal canal).
+        heatmap: optional float ``(H, W)`` uncertainty, 0..1.
+        spacing_mm: isotropic pixel size.
+
+    Returns:
+        ``{"vertebrae": [...], "discs": [...]}``, bottom-up, one dict per level with keys in mm
+        (``*_height_mm``, ``depth_mm``, ``canal_ap_diameter_mm``, ``slip_mm``, ``slip_percent``), the
+        dimensionless ``height_index`` and ``mean_uncertainty``; levels inferred but not segmented
+        carry ``"segmented": False`` and no measurements.
+    """
+    frames = disc_frames(levels)
+    vertebrae = [measure_vertebra(levels, v, frames, heatmap, spacing_mm) for v in levels.vertebrae]
+    discs = [measure_disc(levels, d, labels, frames, heatmap, spacing_mm) for d in levels.discs]
+    add_relations(levels, discs, vertebrae, frames, spacing_mm)
+    return {"vertebrae": vertebrae, "discs": discs}
+
+
+def add_relations(levels: Levels, discs: list[dict], vertebrae: list[dict], frames: dict, spacing: float) -> None:
+    """Add each disc's ``height_index`` (vs the body above) and the slip of the body above over the one below."""
+    by_number = {v.from_bottom: v for v in levels.vertebrae}
+    depths = {v["from_bottom"]: v.get("depth_mm") for v in vertebrae}
+    for entry in discs:
+        number = entry["from_bottom"]
+        above = depths.get(number)
+        mean_height = entry.get("mean_height_mm")
+        entry["height_index"] = round(mean_height / above, 3) if above and mean_height else None
+        lower, upper = by_number.get(number - 1), by_number.get(number)
+        shift = slip(levels, lower, upper, frames[number], spacing) if lower and upper and number in frames else None
+        entry["slip_mm"], entry["slip_percent"] = shift if shift else (None, None)

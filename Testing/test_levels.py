@@ -1,0 +1,127 @@
+"""Level naming: synthetic spines with known anatomy, and the held-out SPIDER series."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import SHARED_DATA
+
+from SpineSegDiffLib.levels import disc_name, find_levels, vertebra_name
+
+SC, VB, IVD = 1, 2, 3
+
+
+def synthetic_slice(levels: int = 5, body: int = 25, disc: int = 10, sacrum: bool = False, skip_disc=None):
+    """A straight spine on a (320, 320) slice: discs and bodies alternate from the bottom (row 300) up,
+    with a canal behind them and spinous processes behind the canal. Returns (labels, image)."""
+    labels = np.zeros((320, 320), np.uint8)
+    image = np.full((320, 320), 50.0, np.float32)
+    bottom = 300
+    if sacrum:
+        labels[bottom - 40:bottom, 100:140] = VB
+        bottom -= 40
+    for k in range(levels):
+        if k != skip_disc:
+            labels[bottom - disc:bottom, 100:135] = IVD
+        bottom -= disc
+        labels[bottom - body:bottom, 100:135] = VB
+        labels[bottom - body + 5:bottom - 5, 160:175] = VB  # posterior element
+        bottom -= body
+    labels[bottom:300, 138:150] = SC
+    return labels, image
+
+
+def test_names():
+    assert [vertebra_name(k) for k in (0, 1, 5, 6, 17)] == ["S1", "L5", "L1", "T12", "T1"]
+    assert [disc_name(k) for k in (1, 2, 6)] == ["L5/S1", "L4/L5", "T12/L1"]
+
+
+def test_clean_spine_is_named_from_the_bottom_and_posterior_elements_are_ignored():
+    labels, image = synthetic_slice()
+    levels = find_levels(labels, image)
+    assert [d.name for d in levels.discs] == ["L5/S1", "L4/L5", "L3/L4", "L2/L3", "L1/L2"]
+    assert [v.name for v in levels.vertebrae] == ["L5", "L4", "L3", "L2", "L1"]
+    assert [v.from_bottom for v in levels.vertebrae] == [1, 2, 3, 4, 5]
+    assert not levels.naming_uncertain, levels.reasons
+    assert levels.mask(levels.discs[0])[295, 110]
+
+
+def test_sacrum_below_the_lowest_disc_is_s1():
+    labels, image = synthetic_slice(sacrum=True)
+    levels = find_levels(labels, image)
+    assert levels.vertebrae[0].name == "S1" and levels.discs[0].name == "L5/S1"
+    assert not levels.naming_uncertain, levels.reasons
+
+
+def test_missing_disc_keeps_the_names_above_and_is_flagged():
+    labels, image = synthetic_slice(skip_disc=2)
+    levels = find_levels(labels, image)
+    assert [d.name for d in levels.discs] == ["L5/S1", "L4/L5", "L3/L4", "L2/L3", "L1/L2"]
+    assert levels.discs[2].missing and not levels.discs[3].missing
+    assert levels.naming_uncertain and "not segmented" in levels.reasons[0]
+
+
+def test_sacrum_out_of_view_is_flagged():
+    labels, image = synthetic_slice()
+    image[303:] = 0  # the field of view ends 3 mm under the lowest disc
+    levels = find_levels(labels, image)
+    assert any("sacrum is not in view" in r for r in levels.reasons)
+
+
+def test_no_canal_is_flagged():
+    labels, image = synthetic_slice()
+    labels[labels == SC] = 0
+    assert any("spinal canal" in r for r in find_levels(labels, image).reasons)
+
+
+def gt_disc_names(labels: np.ndarray, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Ground-truth disc instances counted from the bottom, independent of find_levels: components of
+    at least 30 px that the field of view does not cut."""
+    from scipy import ndimage
+
+    field = np.flatnonzero((image > 0).any(axis=1))
+    labelled, count = ndimage.label(labels == IVD)
+    parts = [labelled == i for i in range(1, count + 1) if (labelled == i).sum() >= 30]
+    parts = [m for m in parts if not (m[field[0]].any() or m[field[-1]].any())]
+    parts.sort(key=lambda m: -np.argwhere(m)[:, 0].mean())
+    return [(disc_name(k + 1), m) for k, m in enumerate(parts)]
+
+
+def naming_matches(truth: np.ndarray, predicted: np.ndarray, image: np.ndarray) -> bool:
+    """Same number of segmented discs, and each ground-truth disc's best-overlapping one has its name."""
+    levels = find_levels(predicted, image)
+    found = [d for d in levels.discs if not d.missing]
+    expected = gt_disc_names(truth, image)
+    if len(found) != len(expected):
+        return False
+    for name, mask in expected:
+        overlaps = [(levels.mask(d) & mask).sum() for d in found]
+        if found[int(np.argmax(overlaps))].name != name:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_naming_on_held_out_spider_series():
+    """Ground truth and the bundled nnU-Net's central slices of the 7 test-split series."""
+    from SpineSegDiffLib.options import SegmentOptions
+    from SpineSegDiffLib.pipeline import Segmenter
+    from SpineSegDiffLib.preprocess import labels_to_model_space
+    from SpineSegDiffTraining.datasets import load_dataset
+    from SpineSegDiffTraining.splits import make_splits
+
+    data = SHARED_DATA / "spider-t2space"
+    if not data.is_dir():
+        pytest.skip("the shared SPIDER data is not on this machine")
+    cases = load_dataset(data)
+    test_ids = set(make_splits(cases, 5, seed=0).test)
+    segmenter = Segmenter(device="cpu")
+    results = {"truth": [], "model": []}
+    for case in (c for c in cases if c.case_id in test_ids):
+        image, mask = case.read()
+        result = segmenter.segment(image, SegmentOptions(refine=False))
+        truth = labels_to_model_space(sitk.Cast(mask, sitk.sitkUInt8), result.geometry)[0]
+        results["truth"].append(naming_matches(truth, truth, result.model_image[0]))
+        results["model"].append(naming_matches(truth, result.model_labels[0], result.model_image[0]))
+    assert len(results["truth"]) == 7
+    assert sum(results["truth"]) == 7
+    assert sum(results["model"]) >= 6, results

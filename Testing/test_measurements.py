@@ -1,0 +1,58 @@
+"""Measurements on synthetic slices with known sizes (1 mm pixels): exact within a pixel."""
+
+import numpy as np
+import pytest
+from test_levels import SC, synthetic_slice
+
+from SpineSegDiffLib.levels import find_levels
+from SpineSegDiffLib.measurements import measure_levels
+
+
+@pytest.fixture
+def measured():
+    labels, image = synthetic_slice(levels=4, body=25, disc=10)
+    labels[labels == SC] = 0
+    labels[:300, 140:152] = SC  # canal 12 mm deep, 5 mm behind the bodies (columns 100..134)
+    heatmap = np.zeros(labels.shape, np.float32)
+    heatmap[labels == 3] = 0.25
+    levels = find_levels(labels, image)
+    return levels, measure_levels(levels, labels, heatmap)
+
+
+def test_disc_heights_depths_and_canal(measured):
+    _, result = measured
+    discs, vertebrae = result["discs"], result["vertebrae"]
+    assert [d["name"] for d in discs] == ["L5/S1", "L4/L5", "L3/L4", "L2/L3"]
+    for disc in discs:
+        for key in ("anterior_height_mm", "middle_height_mm", "posterior_height_mm"):
+            assert abs(disc[key] - 10) <= 1
+        assert abs(disc["canal_ap_diameter_mm"] - 12) <= 1
+        assert disc["mean_uncertainty"] == pytest.approx(0.25)
+        assert abs(disc["height_index"] - 10 / 35) < 0.03
+    for vertebra in vertebrae:
+        assert abs(vertebra["middle_height_mm"] - 25) <= 1 and abs(vertebra["depth_mm"] - 35) <= 1
+        assert vertebra["mean_uncertainty"] == pytest.approx(0.0)
+
+
+def test_wedge_disc_has_different_anterior_and_posterior_heights():
+    labels, image = synthetic_slice(levels=4, body=25, disc=10)
+    wedge_rows = slice(300 - 10 - 4, 300 - 10)
+    labels[wedge_rows, 100:110] = 3  # 14 mm anteriorly, 10 mm posteriorly (L5/S1)
+    labels[wedge_rows, 110:135] = 0
+    result = measure_levels(find_levels(labels, image), labels)
+    disc = result["discs"][0]
+    assert disc["anterior_height_mm"] > disc["posterior_height_mm"] + 2
+
+
+def test_slip_of_a_shifted_vertebra():
+    labels, image = synthetic_slice(levels=4, body=25, disc=10)
+    rows = slice(300 - 10 - 25 - 10 - 25, 300 - 10 - 25 - 10)  # L4 body
+    body = labels[rows, 100:135].copy()
+    labels[rows, 94:135] = 0
+    labels[rows, 94:129] = body  # L4 moved 6 mm anterior
+    result = measure_levels(find_levels(labels, image), labels)
+    l4_l5 = next(d for d in result["discs"] if d["name"] == "L4/L5")
+    assert abs(l4_l5["slip_mm"] - 6) <= 1
+    assert abs(l4_l5["slip_percent"] - 100 * 6 / 35) <= 3
+    l5_s1 = next(d for d in result["discs"] if d["name"] == "L5/S1")
+    assert l5_s1["slip_mm"] is None  # no sacrum segmented below L5/S1
