@@ -1,7 +1,7 @@
 """``spinesegdiff-train``: retrain the presegmentation (nnU-Net v2) and the diffusion model.
 
     spinesegdiff-train all --data DATA --work WORK --out Resources/Models
-    spinesegdiff-train nnunet|diffusion|diffusion3d|bundle|evaluate|evaluate-volumes ... (one stage)
+    spinesegdiff-train nnunet|diffusion|diffusion3d|bundle|evaluate|evaluate-volumes|grading ... (one stage)
 
 Every stage resumes from ``WORK``; the split (``WORK/splits.json``) is made once and reused.
 """
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinesegdiff-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", required=True)
-    for name in ("prepare", "nnunet", "diffusion", "diffusion3d", "bundle", "evaluate", "evaluate-volumes", "all"):
+    for name in ("prepare", "nnunet", "diffusion", "diffusion3d", "bundle", "evaluate", "evaluate-volumes",
+                 "grading", "all"):
         stage = sub.add_parser(name)
         stage.add_argument("--data", type=Path, required=True, help="SPIDER root or folder of <case>/image+mask")
         stage.add_argument("--work", type=Path, required=True, help="work folder (resumable)")
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--out", type=Path, default=Path("Resources/Models"), help="model folders go here")
         stage.add_argument("--device", default="cpu")
         stage.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+        stage.add_argument("--grading-epochs", type=int, default=40, help="disc-grading training epochs")
     return parser
 
 
@@ -57,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     use_work_dir(workspace.nnunet)
     from . import stages
+    from .grading import run_grading
 
     try:
-        stages.run(args.stage, workspace, args)
+        run_grading(workspace, args) if args.stage == "grading" else stages.run(args.stage, workspace, args)
     except SpineSegDiffError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
