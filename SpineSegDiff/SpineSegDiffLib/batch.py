@@ -1,4 +1,11 @@
-"""Many volumes in one run: models loaded once, failures recorded and skipped, finished cases kept.
+"""The batch engine: many cases, models loaded once, every failure recorded, finished cases kept.
+
+The command line, the Slicer batch script and the Slicer module share it; each gives the work for
+one case (read, segment, write) and how to tell a finished case. Before any model is loaded the
+options are checked against the model folders and every input is checked (exists, readable), so
+such mistakes come back in well under a second. Then each case runs on its own: any exception,
+including running out of GPU memory, becomes a ``failed`` entry with a reason a user can act on,
+and the batch goes on. With ``device="auto"`` a case that runs out of GPU memory is retried on the CPU.
 
 ``OUT/summary.json`` lists every case with its status (``done``, ``skipped`` when its results already
 existed, ``failed`` with the reason) and is rewritten atomically after each case, so an interrupted
@@ -8,66 +15,129 @@ run can simply be started again: finished cases are skipped, the rest are done o
 from __future__ import annotations
 
 import json
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from tqdm import tqdm
+from .errors import Cancelled, SpineSegDiffError
+from .io import write_text
+from .model_set import ModelSet, open_models
+from .options import SegmentOptions, resolve_device
 
-from .errors import SpineSegDiffError
-from .io import read_volume, stem_of, write_text
-from .options import SegmentOptions
-from .outputs import is_complete, write_case
-from .pipeline import Segmenter
-
-
-class _ProgressBar:
-    """tqdm bar per case, fed by the pipeline's ``progress(stage, fraction)`` calls."""
-
-    def __init__(self, name: str, enabled: bool) -> None:
-        self.bar = tqdm(total=100, desc=name, unit="%", disable=not enabled, leave=True,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        self.bar.set_postfix_str(stage)
-        self.bar.n = round(100 * fraction)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
+OUT_OF_MEMORY_HINT = "use a lighter preset or fewer --samples, or --device cpu"
 
 
-def run_batch(cases: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
-              overwrite: bool = False, series: str | None = None, show_progress: bool = True) -> dict:
-    """Segment every case; returns the summary (also written to ``out_dir/summary.json``)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"options": vars(options).copy(), "cases": []}
-    segmenter: Segmenter | None = None
-    seen: set[str] = set()
-    for path in cases:
-        stem = stem_of(path)
-        if stem in seen:  # e.g. <case>/image.nii.gz for many cases: name them after their folder
-            stem = f"{path.parent.name}_{stem}"
-        entry = {"input": str(path), "stem": stem}
-        if stem in seen:
-            entry.update(status="failed", reason=f"another input has the same name {stem!r}; rename one")
-        elif is_complete(out_dir, stem) and not overwrite:
-            entry.update(status="skipped", reason="results already exist (use --overwrite to redo)")
-        else:
-            segmenter = segmenter or Segmenter(models_dir, options.device)
-            entry.update(_segment_one(segmenter, path, stem, out_dir, options, overwrite, series, show_progress))
-        seen.add(stem)
-        summary["cases"].append(entry)
-        write_text(json.dumps(summary, indent=2) + "\n", out_dir / "summary.json")
-    return summary
+@dataclass(frozen=True)
+class Case:
+    """One thing to segment: ``source`` is what the work function reads (a path, a volume node...)."""
+
+    name: str
+    stem: str
+    source: Any
 
 
-def _segment_one(segmenter, path, stem, out_dir, options, overwrite, series, show_progress) -> dict:
-    bar = _ProgressBar(stem, show_progress)
-    try:
-        image = read_volume(path, series)
-        result = segmenter.segment(image, options, bar)
-        report = write_case(result, out_dir, stem, str(path), overwrite)
-        return {"status": "done", "slice_index": report["slice_index"], "seconds": report["timings_s"]["total"]}
-    except SpineSegDiffError as error:
-        return {"status": "failed", "reason": str(error)}
-    finally:
-        bar.close()
+Work = Callable[[Case, Any], dict]
+"""``work(case, segmenter) -> dict`` of extra summary fields; raises on failure."""
+
+
+class BatchEngine:
+    """Runs cases one by one with shared, lazily loaded segmenters (one per device)."""
+
+    def __init__(self, models: ModelSet, options: SegmentOptions, out_dir: Path,
+                 log: Callable[[str], None] = lambda line: None) -> None:
+        self.models, self.options, self.out_dir, self.log = models, options, Path(out_dir), log
+        self.device = resolve_device(options.device)
+        self._segmenters: dict[str, Any] = {}
+
+    def segmenter(self, device: str):
+        """The segmenter on ``device`` (``auto`` or ``cpu``), loaded on first use."""
+        if device not in self._segmenters:
+            from .pipeline import Segmenter
+
+            self.log(f"loading models on {resolve_device(device)}")
+            self._segmenters[device] = Segmenter(device=device, models=self.models)
+        return self._segmenters[device]
+
+    def run(self, cases: list[Case | dict], work: Work) -> dict:
+        """Run ``work`` on every :class:`Case`; a ``dict`` is a case already decided (skipped or failed).
+        Returns the summary, also written to ``out_dir/summary.json`` after each case."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        summary = {"options": asdict(self.options), "models": str(self.models.root), "cases": []}
+        for case in cases:
+            entry = case if isinstance(case, dict) else self.run_case(case, work)
+            summary["cases"].append(entry)
+            write_text(json.dumps(summary, indent=2) + "\n", self.out_dir / "summary.json")
+            self.log(case_line(entry))
+        return summary
+
+    def run_case(self, case: Case, work: Work) -> dict:
+        """One case; every exception but a cancel becomes a ``failed`` entry."""
+        entry = {"input": case.name, "stem": case.stem}
+        try:
+            return {**entry, "status": "done", **self._with_cpu_fallback(case, work)}
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except SpineSegDiffError as error:
+            return {**entry, "status": "failed", "reason": str(error)}
+        except Exception as error:  # a bug or a library failure: keep going, keep the details
+            return {**entry, "status": "failed", "reason": f"unexpected error: {type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc()}
+
+    def _with_cpu_fallback(self, case: Case, work: Work) -> dict:
+        try:
+            return work(case, self.segmenter(self.options.device))
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            if self.options.device != "auto" or self.device.type == "cpu":
+                raise SpineSegDiffError(f"{case.name}: the {self.device.type.upper()} ran out of memory",
+                                        OUT_OF_MEMORY_HINT) from None
+        self.log(f"{case.name}: out of GPU memory; retrying on the CPU")
+        _free_gpu_memory()
+        return {**work(case, self.segmenter("cpu")), "note": "ran out of GPU memory; done on the CPU"}
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's ``OutOfMemoryError``, or the ``RuntimeError`` other backends (MPS, cuDNN) raise for it."""
+    return type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+def _free_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def case_line(entry: dict) -> str:
+    """One line per finished case; a reason that already names the input is not prefixed with it."""
+    if entry["status"] != "failed":
+        return f"{entry['input']}: {entry['status']}" + (f" ({entry['note']})" if "note" in entry else "")
+    reason = entry["reason"]
+    return f"error: {reason}" if entry["input"] in reason else f"error: {entry['input']}: {reason}"
+
+
+def summary_line(summary: dict, out_dir: Path) -> str:
+    """The last line of a run: says plainly whether anything failed."""
+    counts = {s: sum(c["status"] == s for c in summary["cases"]) for s in ("done", "skipped", "failed")}
+    parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if counts["failed"]:
+        return (f"FAILED: {counts['failed']} of {len(summary['cases'])} cases failed ({parts}); "
+                f"reasons above and in {out_dir / 'summary.json'}")
+    return f"finished: {parts or 'nothing to do'}; outputs in {out_dir}"
+
+
+def run_batch(inputs: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
+              overwrite: bool = False, series: str | None = None, show_progress: bool = True,
+              log: Callable[[str], None] = lambda line: None) -> dict:
+    """Segment image files / DICOM folders into ``out_dir`` (the command line's batch)."""
+    from .cases import file_cases, segment_file
+
+    models = open_models(models_dir)
+    models.check(options)
+    cases = file_cases(inputs, out_dir, overwrite, series)
+    engine = BatchEngine(models, options, out_dir, log)
+    return engine.run(cases, segment_file(out_dir, options, overwrite, series, show_progress))

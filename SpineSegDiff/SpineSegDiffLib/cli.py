@@ -11,6 +11,7 @@ skips the cases already finished (``--overwrite`` redoes them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -18,8 +19,13 @@ import time
 from pathlib import Path
 
 from .errors import SpineSegDiffError
-from .io import is_image_file
-from .options import DEVICES, MODES, PRESETS, SegmentOptions, resolve_device
+from .options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES, SegmentOptions
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+
+
+def _choices_help(choices) -> str:
+    return "; ".join(f"{c.key}: {c.description}" for c in choices)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,16 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser("segment", help="segment one or more volumes")
     seg.add_argument("inputs", nargs="+", type=Path)
     seg.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    seg.add_argument("--mode", choices=MODES, default="central",
-                     help="central sagittal slice (the paper), the 2D model on every slice, or the 3D model")
-    seg.add_argument("--preset", choices=tuple(PRESETS), default="standard",
-                     help="central: S x steps = 5x2 / 15x5 / 15x10; slices and volume: 3x2 / 5x2 / 15x5")
+    seg.add_argument("--mode", choices=MODES, default="central", help=_choices_help(MODE_CHOICES))
+    seg.add_argument("--preset", choices=PRESET_NAMES, default="standard", help=PRESET_HELP)
     seg.add_argument("--samples", type=int, help="S, diffusion samples (preset default)")
     seg.add_argument("--steps", type=int, help="denoising steps (preset default)")
     seg.add_argument("--fused-steps", type=int, help="Ts, last steps fused (preset default)")
-    seg.add_argument("--t-start", type=int, help="timestep the presegmentation is noised to")
+    seg.add_argument("--t-start", type=int, help="timestep the presegmentation is noised to (model default)")
     seg.add_argument("--seed", type=int, default=0)
-    seg.add_argument("--device", choices=DEVICES, default="auto")
+    seg.add_argument("--device", choices=DEVICES, default="auto", help=_choices_help(DEVICE_CHOICES))
     seg.add_argument("--bfloat16", action="store_true", help="bfloat16 autocast (GPUs; slower on most CPUs)")
     seg.add_argument("--slice-index", type=int, help="process this sagittal index instead of the central one")
     seg.add_argument("--no-refine", action="store_true", help="nnU-Net presegmentation only")
@@ -52,16 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files stay; a folder of image files becomes its files; a DICOM folder stays one input."""
-    cases: list[Path] = []
-    for path in inputs:
-        files = sorted(p for p in path.iterdir() if is_image_file(p)) if path.is_dir() else []
-        cases.extend(files or [path])  # a folder without image files is read as a DICOM series
-    return cases
-
-
 def options_from(args: argparse.Namespace) -> SegmentOptions:
+    """The validated options of ``segment`` (raises :class:`SpineSegDiffError` for a bad value)."""
     return SegmentOptions(
         mode=args.mode, preset=args.preset, samples=args.samples, steps=args.steps, fused_steps=args.fused_steps,
         t_start=args.t_start, seed=args.seed, device=args.device, refine=not args.no_refine,
@@ -70,26 +66,36 @@ def options_from(args: argparse.Namespace) -> SegmentOptions:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from .batch import run_batch
+    from .batch import run_batch, summary_line
 
+    started = time.perf_counter()
     options = options_from(args)
-    cases = expand_inputs(args.inputs)
-    summary = run_batch(cases, args.output, options, args.models, args.overwrite, args.series,
-                        show_progress=not args.quiet)
-    failed = [c for c in summary["cases"] if c["status"] == "failed"]
-    for case in failed:
-        print(f"error: {case['input']}: {case['reason']}", file=sys.stderr)
-    return 1 if failed else 0
+
+    def log(line: str) -> None:
+        if line.startswith("error:"):
+            print(line, file=sys.stderr, flush=True)
+        elif not args.quiet:
+            print(line, flush=True)
+
+    summary = run_batch(args.inputs, args.output, options, args.models, args.overwrite, args.series,
+                        show_progress=not args.quiet, log=log)
+    failed = any(c["status"] == "failed" for c in summary["cases"])
+    line = f"{summary_line(summary, args.output)} ({time.perf_counter() - started:.1f} s)"
+    print(line, file=sys.stderr if failed else sys.stdout)
+    return EXIT_FAILED if failed else 0
 
 
 def run_info(args: argparse.Namespace) -> int:
     import torch
 
-    from .models import DEFAULT_MODELS_DIR, find_models
+    from .models import CHECKOUT_MODELS_DIR, PACKAGED_MODELS_DIR, find_models, models_root
+    from .options import resolve_device
 
-    root = args.models or DEFAULT_MODELS_DIR
+    root = models_root(args.models)
+    where = {PACKAGED_MODELS_DIR: "installed with the package", CHECKOUT_MODELS_DIR: "source checkout"}
+    origin = "given with --models" if args.models else where.get(root, "")
     print(f"device: {resolve_device(args.device)} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
-    print(f"models in {root}:")
+    print(f"models: {root} ({origin})")
     for model in find_models(root):
         metrics = model.config.get("metrics", {}).get("summary", "")
         print(f"  {model.path.name}: {model.kind}, id {model.model_id} {metrics}".rstrip())
@@ -100,25 +106,33 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Ctrl-C and a scheduler's SIGTERM both stop cleanly, also when started as a background job
+    (which inherits SIGINT ignored); the previous handlers are restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Ctrl-C and a scheduler's SIGTERM both stop cleanly, also when started as a background job
-    # (which inherits SIGINT ignored): staged files are removed, finished cases are kept.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)
-    started = time.time()
     try:
-        code = run_segment(args) if args.command == "segment" else run_info(args)
+        with _stop_on_signals():
+            return run_segment(args) if args.command == "segment" else run_info(args)
     except SpineSegDiffError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: finished cases are kept, no partial files were left", file=sys.stderr)
-        return 130
-    if args.command == "segment" and not args.quiet:
-        print(f"finished in {time.time() - started:.1f} s; outputs in {args.output}")
-    return code
+        return EXIT_INTERRUPTED
+
 
 if __name__ == "__main__":
     sys.exit(main())

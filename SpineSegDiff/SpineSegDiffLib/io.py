@@ -47,6 +47,30 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> sitk.Image:
     return image
 
 
+def check_input(path: Path, series_uid: str | None = None) -> None:
+    """The quick checks made before any model loads: the input exists and its header (or, for a
+    folder, its DICOM series) can be read. :func:`read_volume` checks the rest."""
+    if not path.exists():
+        raise SpineSegDiffError(f"{path} does not exist", "check the path (and quote names with spaces)")
+    if path.is_dir():
+        series = list_dicom_series(path)
+        if not series:
+            raise SpineSegDiffError(f"{path} holds no image files and no DICOM series",
+                                    "give a DICOM series folder, a folder of image files or an image file")
+        if series_uid is not None and series_uid not in series:
+            raise SpineSegDiffError(f"series {series_uid} is not in {path}", "run again without --series to list them")
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise SpineSegDiffError(
+            f"{path} could not be read as an image ({_first_line(error)})",
+            "give a NIfTI, NRRD, MHA/MHD file or a DICOM series folder",
+        ) from None
+
+
 def _read_file(path: Path) -> sitk.Image:
     if path.name.lower().endswith(".gz"):
         _check_gzip_complete(path)

@@ -1,0 +1,87 @@
+"""Image files and DICOM folders as batch cases: planning (checked before any model loads) and the
+work for one case (read, segment, write every output)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .batch import Case
+from .io import check_input, is_image_file, read_volume, stem_of
+from .options import SegmentOptions
+from .outputs import is_complete
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files stay; a folder of image files becomes its files; a DICOM folder stays one input."""
+    cases: list[Path] = []
+    for path in inputs:
+        files = sorted(p for p in path.iterdir() if is_image_file(p)) if path.is_dir() else []
+        cases.extend(files or [path])  # a folder without image files is read as a DICOM series
+    return cases
+
+
+def file_cases(inputs: list[Path], out_dir: Path, overwrite: bool, series: str | None = None) -> list[Case | dict]:
+    """Cases to run, and entries for inputs decided now: missing or unreadable (``failed``), name taken
+    by another input (``failed``), results already there (``skipped``)."""
+    planned: list[Case | dict] = []
+    seen: set[str] = set()
+    for path in expand_inputs(inputs):
+        stem = stem_of(path)
+        if stem in seen:  # e.g. <case>/image.nii.gz for many cases: name them after their folder
+            stem = f"{path.parent.name}_{stem}"
+        entry = {"input": str(path), "stem": stem}
+        if stem in seen:
+            planned.append({**entry, "status": "failed",
+                            "reason": f"another input has the same name {stem!r}; rename one of them"})
+        elif is_complete(out_dir, stem) and not overwrite:
+            planned.append({**entry, "status": "skipped", "reason": "results already exist (use --overwrite to redo)"})
+        else:
+            planned.append(_checked(path, stem, series))
+        seen.add(stem)
+    return planned
+
+
+def _checked(path: Path, stem: str, series: str | None) -> Case | dict:
+    from .errors import SpineSegDiffError
+
+    try:
+        check_input(path, series)
+    except SpineSegDiffError as error:
+        return {"input": str(path), "stem": stem, "status": "failed", "reason": str(error)}
+    return Case(str(path), stem, path)
+
+
+def segment_file(out_dir: Path, options: SegmentOptions, overwrite: bool, series: str | None,
+                 show_progress: bool):
+    """The work for one file case: read, segment, write; returns the summary fields."""
+    from .outputs import write_case
+
+    def work(case: Case, segmenter) -> dict:
+        bar = ProgressBar(case.stem, show_progress)
+        try:
+            image = read_volume(case.source, series)
+            result = segmenter.segment(image, options, bar)
+            report = write_case(result, out_dir, case.stem, case.name, overwrite)
+        finally:
+            bar.close()
+        return {"slice_index": report["slice_index"], "seconds": report["timings_s"]["total"]}
+
+    return work
+
+
+class ProgressBar:
+    """tqdm bar per case, fed by the pipeline's ``progress(stage, fraction)`` calls."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, desc=name, unit="%", disable=not enabled, leave=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        self.bar.set_postfix_str(stage)
+        self.bar.n = round(100 * fraction)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
