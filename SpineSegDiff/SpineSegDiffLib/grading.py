@@ -8,13 +8,15 @@ image scaled to 0..1, the mask of this disc, and the vertebra mask. The model fo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
 
 from .labels import by_key
 from .levels import Levels
-from .models import ModelFolder
+from .models import ModelFolder, open_model_folder
 
 CROP = (48, 64)
 """Rows x columns of a crop (mm at model spacing): a disc and half of each adjacent body."""
@@ -100,3 +102,12 @@ class DiscGrader:
                 "modic_probability": round(float(out["modic"][i]), 4),
             }
         return grades
+
+
+DEFAULT_GRADER = "disc-grading-t2"
+
+
+def optional_grader(models_dir: Path) -> DiscGrader | None:
+    """The grader in ``models_dir/disc-grading-t2``, or None when that folder is absent."""
+    path = Path(models_dir) / DEFAULT_GRADER
+    return DiscGrader(open_model_folder(path, "grading")) if path.is_dir() else None

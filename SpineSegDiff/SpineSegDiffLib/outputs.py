@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .assessment import write_levels_csv
 from .errors import SpineSegDiffError
 from .labels import STRUCTURES
 from .pipeline import SegmentationResult
@@ -26,6 +27,7 @@ SUFFIXES = {
     "uncertainty": "_uncertainty.nii.gz",
     "segmentation": ".seg.nrrd",
     "preview": "_preview.png",
+    "levels": "_levels.csv",
     "report": "_report.json",
 }
 
@@ -75,6 +77,7 @@ def build_report(result: SegmentationResult, source: str, timings: dict[str, flo
         "models": result.models,
         "options": result.options,
         "structures": structure_statistics(result),
+        **(result.levels or {}),
         "timings_s": timings,
     }
 
@@ -91,6 +94,7 @@ def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str
         sitk.WriteImage(result.uncertainty, str(staged["uncertainty"]), useCompression=True)
         write_seg_nrrd(result.labels, staged["segmentation"])
         write_preview(result, staged["preview"])
+        write_levels_csv(result.levels or {"vertebrae": [], "discs": []}, staged["levels"])
         report = build_report(result, source, dict(result.timings))
         staged["report"].write_text(json.dumps(report, indent=2) + "\n")
         for key in SUFFIXES:  # report last

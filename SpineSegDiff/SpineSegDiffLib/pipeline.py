@@ -15,9 +15,12 @@ import SimpleITK as sitk
 import torch
 
 from . import __version__
+from .assessment import assess_slice
 from .errors import SpineSegDiffError
+from .grading import optional_grader
 from .labels import by_key
 from .model_set import ModelSet, open_models
+from .models import DEFAULT_MODELS_DIR
 from .options import SegmentOptions, resolve_device
 from .postprocess import remove_small_components
 from .preprocess import Geometry, from_model_space, to_model_space
@@ -39,6 +42,8 @@ class SegmentationResult:
         model_structure_uncertainty: model-space per-class binary-entropy maps ``(N, K, H, W)``.
         geometry: the mapping between both grids.
         timings: seconds per stage.
+        levels: named vertebrae and discs of the central processed slice, with measurements and
+            grades (:func:`~.assessment.assess_slice`).
     """
 
     labels: sitk.Image
@@ -51,6 +56,7 @@ class SegmentationResult:
     options: dict
     models: dict
     timings: dict[str, float] = field(default_factory=dict)
+    levels: dict | None = None
 
     @property
     def slice_indices(self) -> tuple[int, ...]:
@@ -79,6 +85,7 @@ class Segmenter:
         self.preprocessing = self.models.preprocessing
         self.presegmenter = NnUNetPresegmenter(self.models.presegmenter, self.device)
         self._refiners: dict[str, object] = {}
+        self.grader = optional_grader(Path(models_dir) if models_dir else DEFAULT_MODELS_DIR)
 
     def refiner_for(self, options: SegmentOptions):
         """The loaded refiner for these options (None without refinement); loads the model on first use."""
@@ -121,6 +128,8 @@ class Segmenter:
             model_structure_uncertainty=class_uncertainty, geometry=geometry,
             options=self.describe_options(options), models=self.model_description(),
         )
+        k = len(images) // 2
+        result.levels = assess_slice(images[k], labels[k], uncertainty[k], self.grader, geometry.model_grid.spacing[0])
         timings["postprocess"], _ = _lap(clock)
         timings["total"] = time.perf_counter() - start
         result.timings = timings
