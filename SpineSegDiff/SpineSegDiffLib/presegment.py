@@ -9,8 +9,6 @@ straight from ``nnUNetv2_train`` (pickled ``checkpoint_final.pth``) loads only w
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -35,6 +33,28 @@ def _load_checkpoint(model: ModelFolder, fold: int | str) -> dict:
         raise SpineSegDiffError(f"nnU-Net checkpoint {path} could not be loaded ({error})") from None
 
 
+def make_predictor(device: torch.device):
+    """An ``nnUNetPredictor`` for ``device``: no test-time mirroring, no progress bars.
+
+    nnU-Net's constructor prints a notice on every non-CUDA device and sets the process-wide
+    ``cudnn.benchmark`` flag on CUDA; this subclass sets the same attributes without either (nnU-Net
+    is pinned; ``Testing/test_presegment.py`` checks the attributes against nnU-Net's own constructor).
+    """
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    class QuietPredictor(nnUNetPredictor):
+        def __init__(self) -> None:  # noqa: D401 - nnU-Net's __init__ without its print and global flag
+            self.verbose, self.verbose_preprocessing, self.allow_tqdm = False, False, False
+            self.plans_manager, self.configuration_manager, self.list_of_parameters = None, None, None
+            self.network, self.dataset_json, self.trainer_name = None, None, None
+            self.allowed_mirroring_axes, self.label_manager = None, None
+            self.tile_step_size, self.use_gaussian, self.use_mirroring = 0.5, True, False
+            self.device = device
+            self.perform_everything_on_device = device.type == "cuda"
+
+    return QuietPredictor()
+
+
 def _available_folds(model: ModelFolder) -> list:
     if "folds" in model.config:
         return list(model.config["folds"])
@@ -45,7 +65,6 @@ class NnUNetPresegmenter:
     """Predicts a labelmap ``(N, H, W)`` for a stack of model-space slices ``(N, H, W)``."""
 
     def __init__(self, model: ModelFolder, device: torch.device, folds: list | None = None) -> None:
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -62,12 +81,7 @@ class NnUNetPresegmenter:
             plans_manager.get_label_manager(dataset_json).num_segmentation_heads,
             allow_init=False, deep_supervision=False,
         )
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a CUDA-only notice on every CPU start
-            self.predictor = nnUNetPredictor(
-                tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                perform_everything_on_device=device.type == "cuda",
-                device=device, verbose=False, verbose_preprocessing=False, allow_tqdm=False,
-            )
+        self.predictor = make_predictor(device)
         self.predictor.manual_initialization(
             network, plans_manager, manager, [c["network_weights"] for c in checkpoints], dataset_json,
             checkpoints[0]["trainer_name"], None,

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-
-from .labels import STRUCTURES  # noqa: E402
+from .labels import STRUCTURES
 
 
 def label_colormap() -> ListedColormap:
@@ -22,7 +20,9 @@ def write_preview(result, path: Path, slice_number: int | None = None) -> None:
     """Side by side: image + segments, image + heatmap (model-space slice, superior up, anterior left)."""
     k = len(result.model_image) // 2 if slice_number is None else slice_number
     image, labels, heat = result.model_image[k], result.model_labels[k], result.model_uncertainty[k]
-    figure, axes = plt.subplots(1, 2, figsize=(8, 4.4), dpi=100)
+    figure = Figure(figsize=(8, 4.4), dpi=100)  # its own Agg canvas: pyplot's global backend is left alone
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
     for ax in axes:
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
         ax.axis("off")
@@ -35,4 +35,3 @@ def write_preview(result, path: Path, slice_number: int | None = None) -> None:
     figure.suptitle(f"sagittal slice {index}", fontsize=10)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
