@@ -29,9 +29,11 @@ from slicer.util import VTKObservationMixin
 from SpineSegDiffLib import logic as core
 from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError
 from SpineSegDiffLib.labels import STRUCTURES, by_key
+from SpineSegDiffLib.options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES
 
 POLL_MS = 150
 MAX_REGIONS = 20
+MODE_BUTTONS = {"central": "centralRadioButton", "slices": "slicesRadioButton", "volume": "volumetricRadioButton"}
 
 
 class SpineSegDiff(ScriptedLoadableModule):
@@ -65,9 +67,9 @@ class SpineSegDiffParameterNode:
     """Inputs, options and outputs of the module (saved with the scene)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
-    mode: Annotated[str, Choice(["central", "slices", "volume"])] = "central"
-    preset: Annotated[str, Choice(["fast", "standard", "paper"])] = "standard"
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    mode: Annotated[str, Choice(list(MODES))] = "central"
+    preset: Annotated[str, Choice(list(PRESET_NAMES))] = "standard"
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
     samples: Annotated[int, WithinRange(0, 64)] = 0
     steps: Annotated[int, WithinRange(0, 64)] = 0
     seed: Annotated[int, WithinRange(0, 999999)] = 0
@@ -97,6 +99,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        self._labelChoices()
         self.logic = SpineSegDiffLogic()
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MS)
@@ -113,6 +116,14 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.editSegmentButton.connect("clicked(bool)", self.onEditInSegmentEditor)
         self._setRunning(False)
         self.initializeParameterNode()
+
+    def _labelChoices(self) -> None:
+        """Mode labels and help texts, preset and device help: from ``SpineSegDiffLib.options``."""
+        for choice in MODE_CHOICES:
+            button = getattr(self.ui, MODE_BUTTONS[choice.key])
+            button.text, button.toolTip = choice.label, choice.description
+        self.ui.presetComboBox.toolTip = PRESET_HELP
+        self.ui.deviceComboBox.toolTip = " ".join(f"{c.key}: {c.description}" for c in DEVICE_CHOICES)
 
     def cleanup(self) -> None:
         if self._job is not None:
@@ -168,8 +179,8 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onModeChanged(self, checked: bool) -> None:
         if self._parameterNode and checked:
-            buttons = {"slices": self.ui.slicesRadioButton, "volume": self.ui.volumetricRadioButton}
-            self._parameterNode.mode = next((m for m, b in buttons.items() if b.checked), "central")
+            self._parameterNode.mode = next((m for m, b in MODE_BUTTONS.items() if getattr(self.ui, b).checked),
+                                            "central")
 
     # --- running -------------------------------------------------------------------------------------------
 

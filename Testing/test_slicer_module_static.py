@@ -135,7 +135,7 @@ def parameter_names() -> set[str]:
 
 def test_module_imports_no_heavy_package_at_import_time():
     assert top_level_imports(MODULE_FILE) & HEAVY_PACKAGES == set()
-    for name in ("logic", "mrml", "errors", "labels", "io"):  # what the module imports at load time
+    for name in ("logic", "mrml", "errors", "labels", "io", "options"):  # what the module imports at load time
         assert top_level_imports(MODULE_DIR / "SpineSegDiffLib" / f"{name}.py") & HEAVY_PACKAGES == set(), name
 
 
@@ -174,7 +174,8 @@ def test_every_mode_has_an_enabled_radio_button_the_widget_reads():
         properties = {p.get("name"): p for p in widgets[button].findall("property")}
         assert "enabled" not in properties
         assert f"self.ui.{button}.checked = node.mode ==" in source
-    assert 'Choice(["central", "slices", "volume"])' in source
+    assert "Choice(list(MODES))" in source, "the modes come from SpineSegDiffLib.options"
+    assert "for choice in MODE_CHOICES:" in source, "and so do their labels and help texts"
 
 
 def test_review_table_has_structure_size_and_uncertainty_columns():

@@ -88,11 +88,12 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     import torch
 
-    from .models import CHECKOUT_MODELS_DIR, PACKAGED_MODELS_DIR, find_models, models_root
+    from .models import PACKAGED_MODELS_DIR, RESOURCES_MODELS_DIR, find_models, models_root
     from .options import resolve_device
 
     root = models_root(args.models)
-    where = {PACKAGED_MODELS_DIR: "installed with the package", CHECKOUT_MODELS_DIR: "source checkout"}
+    where = {PACKAGED_MODELS_DIR: "installed with the package",
+             RESOURCES_MODELS_DIR: "source checkout or Slicer extension"}
     origin = "given with --models" if args.models else where.get(root, "")
     print(f"device: {resolve_device(args.device)} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     print(f"models: {root} ({origin})")

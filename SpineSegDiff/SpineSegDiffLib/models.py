@@ -12,10 +12,10 @@ Two kinds:
 
 Where the bundled models are found, in this order (:func:`bundled_models_dir`):
 
-1. ``SpineSegDiffLib/models/`` next to this file: a wheel (``pip install .``) and the Slicer extension
-   install them there;
-2. ``Resources/Models/`` of the source checkout holding this file (an editable install, running from
-   the repository).
+1. ``SpineSegDiffLib/models/`` next to this file: where a wheel (``pip install .``) installs them;
+2. ``Resources/Models/`` two folders above this file: the source checkout (an editable install, or
+   running from the repository) and the Slicer extension, which installs them to
+   ``<lib/Slicer-X.Y>/Resources/Models`` beside ``<lib/Slicer-X.Y>/qt-scripted-modules/SpineSegDiffLib``.
 
 A folder given explicitly (``--models``, ``Segmenter(models_dir=...)``) always wins; no environment
 variable is read. ``spinesegdiff info`` prints the folder in use.
@@ -34,7 +34,7 @@ from .errors import SpineSegDiffError
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "models"
-CHECKOUT_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+RESOURCES_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 DEFAULT_PRESEGMENTER = "nnunet-2d-t2"
 DEFAULT_DIFFUSION = "spinesegdiff-2d-t2"
 DEFAULT_DIFFUSION_3D = "spinesegdiff-3d-t2"
@@ -120,7 +120,7 @@ def write_config(path: Path, config: dict[str, Any], weight_files: list[str]) ->
 
 def bundled_models_dir() -> Path:
     """The first of the packaged and the checkout models folder that exists (the packaged one if neither)."""
-    return next((d for d in (PACKAGED_MODELS_DIR, CHECKOUT_MODELS_DIR) if d.is_dir()), PACKAGED_MODELS_DIR)
+    return next((d for d in (PACKAGED_MODELS_DIR, RESOURCES_MODELS_DIR) if d.is_dir()), PACKAGED_MODELS_DIR)
 
 
 DEFAULT_MODELS_DIR = bundled_models_dir()
@@ -136,7 +136,7 @@ def models_root(models_dir: str | Path | None) -> Path:
         return root
     if not DEFAULT_MODELS_DIR.is_dir():
         raise SpineSegDiffError(
-            f"no bundled models found (looked in {PACKAGED_MODELS_DIR} and {CHECKOUT_MODELS_DIR})",
+            f"no bundled models found (looked in {PACKAGED_MODELS_DIR} and {RESOURCES_MODELS_DIR})",
             "reinstall SpineSegDiff, or pass a models folder with --models",
         )
     return DEFAULT_MODELS_DIR
