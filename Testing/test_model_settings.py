@@ -39,6 +39,7 @@ def test_schedule_t_start_and_model_space_come_from_the_config(tmp_path, tiny_mo
     assert result.options["resolved_sampling"]["t_start"] == 12
     assert result.model_image.shape[1:] == (256, 256) and result.model_image.max() <= 200
     assert result.geometry.model_grid.spacing[:2] == (1.25, 1.25)
+    assert result.structure_uncertainty("IVD").GetSize() == synthetic_spine().GetSize()
 
 
 @pytest.mark.parametrize(("key", "value", "named"), [

@@ -173,12 +173,6 @@ def atomic_path(destination: Path) -> Iterator[Path]:
             os.remove(temporary)
 
 
-def write_image(image: sitk.Image, destination: Path) -> None:
-    """Write with compression, atomically."""
-    with atomic_path(destination) as temporary:
-        sitk.WriteImage(image, str(temporary), useCompression=True)
-
-
 def write_text(text: str, destination: Path) -> None:
     with atomic_path(destination) as temporary:
         temporary.write_text(text)

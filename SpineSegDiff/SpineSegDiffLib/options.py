@@ -7,7 +7,7 @@ module can build its UI before the dependencies are installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import SpineSegDiffError
@@ -149,9 +149,6 @@ class SegmentOptions:
         if self.slice_index is not None:
             _need(self.mode == "central", f"--slice-index picks the slice of the central mode, not of {self.mode!r}",
                   "leave --slice-index out, or use --mode central")
-
-    def with_overrides(self, **changes) -> SegmentOptions:
-        return replace(self, **changes)
 
     def sampling(self, model: DiffusionSettings, device: torch.device) -> SamplingOptions:
         """Resolve preset, model and device defaults into :class:`~.sampling.SamplingOptions`.
