@@ -354,7 +354,7 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         def work(progress):
             progress("loading models", 0.0)
             segmenter = self.loadModels(options.device)
-            return core.run_segmenter(segmenter, image, options, progress)
+            return core.run_segmenter(segmenter, image, options, progress, lambda: self.loadModels("cpu"))
 
         return core.BackgroundJob(work).start()
 

@@ -116,6 +116,22 @@ def test_out_of_memory_on_an_explicit_device_is_a_clear_failure(tmp_path, tiny_m
     engine.device = torch.device("mps")
     entry = engine.run_case(Case("scan.nii.gz", "scan", None), work)
     assert entry["status"] == "failed"
-    assert entry["reason"].startswith("scan.nii.gz: the MPS ran out of memory") and "--device cpu" in entry["reason"]
+    assert entry["reason"].startswith("scan.nii.gz: out of MPS memory") and "--device cpu" in entry["reason"]
     assert case_line(entry).count("scan.nii.gz") == 1
     assert is_out_of_memory(torch.OutOfMemoryError("x")) and not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_the_slicer_modules_single_run_gets_the_same_out_of_memory_rule():
+    from SpineSegDiffLib.batch import on_gpu_or_cpu
+    from SpineSegDiffLib.errors import SpineSegDiffError
+
+    def run(segmenter):
+        if segmenter == "gpu":
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return "labels"
+
+    cuda = torch.device("cuda")
+    assert on_gpu_or_cpu(run, "gpu", cuda, "auto", lambda: "cpu", "this volume") == ("labels", True)
+    with pytest.raises(SpineSegDiffError, match="this volume: out of CUDA memory") as caught:
+        on_gpu_or_cpu(run, "gpu", cuda, "cuda", lambda: "cpu", "this volume")
+    assert "--device cpu" in str(caught.value)

@@ -86,17 +86,27 @@ class BatchEngine:
                     "traceback": traceback.format_exc()}
 
     def _with_cpu_fallback(self, case: Case, work: Work) -> dict:
-        try:
-            return work(case, self.segmenter(self.options.device))
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            if self.options.device != "auto" or self.device.type == "cpu":
-                raise SpineSegDiffError(f"{case.name}: the {self.device.type.upper()} ran out of memory",
-                                        OUT_OF_MEMORY_HINT) from None
-        self.log(f"{case.name}: out of GPU memory; retrying on the CPU")
-        _free_gpu_memory()
-        return {**work(case, self.segmenter("cpu")), "note": "ran out of GPU memory; done on the CPU"}
+        result, on_cpu = on_gpu_or_cpu(lambda segmenter: work(case, segmenter), self.segmenter(self.options.device),
+                                       self.device, self.options.device, lambda: self.segmenter("cpu"), case.name,
+                                       self.log)
+        return {**result, "note": "ran out of GPU memory; done on the CPU"} if on_cpu else result
+
+
+def on_gpu_or_cpu(run: Callable[[Any], Any], segmenter, device, requested: str, cpu_segmenter: Callable[[], Any],
+                  name: str, log: Callable[[str], None] = lambda line: None) -> tuple[Any, bool]:
+    """``run(segmenter)`` on ``device``; when it runs out of GPU memory and the user asked for ``auto``,
+    ``run(cpu_segmenter())`` instead. Returns the result and whether the CPU took over; otherwise out
+    of memory becomes a :class:`SpineSegDiffError` saying what to do."""
+    try:
+        return run(segmenter), False
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        if requested != "auto" or device.type == "cpu":
+            raise SpineSegDiffError(f"{name}: out of {device.type.upper()} memory", OUT_OF_MEMORY_HINT) from None
+    log(f"{name}: out of GPU memory; retrying on the CPU")
+    _free_gpu_memory()
+    return run(cpu_segmenter()), True
 
 
 def is_out_of_memory(error: BaseException) -> bool:

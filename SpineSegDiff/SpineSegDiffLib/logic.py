@@ -94,9 +94,22 @@ def image_for_volume_node(volume_node) -> sitk.Image:
 
 
 def run_segmenter(segmenter: Segmenter, image: sitk.Image, options: SegmentOptions,
-                  progress: Callable[[str, float], None] | None = None) -> SegmentationResult:
-    """The one core call; touches no MRML, so it may run in a background thread."""
-    return segmenter.segment(image, options, progress)
+                  progress: Callable[[str, float], None] | None = None,
+                  cpu_segmenter: Callable[[], Segmenter] | None = None) -> SegmentationResult:
+    """The one core call; touches no MRML, so it may run in a background thread.
+
+    Out of GPU memory is a clear error, or, with ``device="auto"`` and ``cpu_segmenter`` given, a rerun
+    on the CPU (the batch engine's rule, :func:`~.batch.on_gpu_or_cpu`).
+    """
+    from .batch import on_gpu_or_cpu
+
+    def run(chosen: Segmenter) -> SegmentationResult:
+        return chosen.segment(image, options, progress)
+
+    fallback = cpu_segmenter or (lambda: segmenter)
+    requested = options.device if cpu_segmenter is not None else "explicit"
+    result, _ = on_gpu_or_cpu(run, segmenter, segmenter.device, requested, fallback, "this volume")
+    return result
 
 
 def add_result_nodes(scene, volume_node, result: SegmentationResult, closed_surface: bool = True) -> ResultNodes:
