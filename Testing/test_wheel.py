@@ -4,6 +4,7 @@ dependencies; here the fresh environment borrows this one's dependencies to stay
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import site
 import subprocess
@@ -21,8 +22,8 @@ def _run(command, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.mark.skipif(not (REPO / "Resources" / "Models").is_dir(), reason="needs the bundled models")
 def test_wheel_installed_outside_the_checkout_finds_its_models_and_segments(tmp_path):
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist",
-          REPO])
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", tmp_path / "dist", REPO])
     wheel = next((tmp_path / "dist").glob("spinesegdiff-*.whl"))
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv])
