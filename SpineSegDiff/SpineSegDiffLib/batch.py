@@ -133,11 +133,11 @@ def case_line(entry: dict) -> str:
 def summary_line(summary: dict, out_dir: Path) -> str:
     """The last line of a run: says plainly whether anything failed."""
     counts = {s: sum(c["status"] == s for c in summary["cases"]) for s in ("done", "skipped", "failed")}
-    parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    others = ", ".join(f"{counts[s]} {s}" for s in ("done", "skipped") if counts[s])
     if counts["failed"]:
-        return (f"FAILED: {counts['failed']} of {len(summary['cases'])} cases failed ({parts}); "
-                f"reasons above and in {out_dir / 'summary.json'}")
-    return f"finished: {parts or 'nothing to do'}; outputs in {out_dir}"
+        return (f"FAILED: {counts['failed']} of {len(summary['cases'])} cases failed"
+                f"{f' ({others})' if others else ''}; reasons above and in {out_dir / 'summary.json'}")
+    return f"finished: {others or 'nothing to do'}; outputs in {out_dir}"
 
 
 def run_batch(inputs: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
