@@ -1,4 +1,5 @@
-"""MRI-appropriate augmentation on batches (torch, runs on the training device).
+"""MRI-appropriate augmentation on batches (torch, runs on the training device; random numbers are
+drawn from a CPU generator and moved to the data's device, so a seed gives the same draws anywhere).
 
 Geometry: small rotations, scaling and shifts applied identically to image and label maps
 (nearest neighbour for labels). Intensity: gamma, contrast/brightness and Rician-like noise;
@@ -25,7 +26,7 @@ def random_affine(batch: int, generator: torch.Generator, max_degrees: float = 1
 
 def warp(image: torch.Tensor, labels: list[torch.Tensor], theta: torch.Tensor):
     """Apply ``theta`` to ``image (B, 1, H, W)`` (bilinear) and label maps ``(B, H, W)`` (nearest)."""
-    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(image.device, image.dtype), list(image.shape), align_corners=False)
     warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     warped_labels = [
         F.grid_sample(lab[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].long()
@@ -36,13 +37,13 @@ def warp(image: torch.Tensor, labels: list[torch.Tensor], theta: torch.Tensor):
 
 def intensity(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Gamma, contrast and noise on ``image (B, 1, H, W)`` in 0..1; returns the same shape in 0..1."""
-    b = image.shape[0]
-    gamma = torch.exp((torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * 0.3)
-    contrast = 0.8 + torch.rand(b, 1, 1, 1, generator=generator) * 0.4
+    b, device = image.shape[0], image.device
+    gamma = torch.exp((torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * 0.3).to(device)
+    contrast = (0.8 + torch.rand(b, 1, 1, 1, generator=generator) * 0.4).to(device)
     out = image.clamp(0, 1) ** gamma * contrast
-    noise_level = torch.rand(b, 1, 1, 1, generator=generator) * 0.05
-    real = out + noise_level * torch.randn(image.shape, generator=generator)
-    imaginary = noise_level * torch.randn(image.shape, generator=generator)
+    noise_level = (torch.rand(b, 1, 1, 1, generator=generator) * 0.05).to(device)
+    real = out + noise_level * torch.randn(image.shape, generator=generator).to(device)
+    imaginary = noise_level * torch.randn(image.shape, generator=generator).to(device)
     return torch.sqrt(real**2 + imaginary**2).clamp(0, 1)
 
 
@@ -59,7 +60,7 @@ def corrupt_labels(labels: torch.Tensor, generator: torch.Generator, num_classes
             size = 2 * radius[k] + 1
             pooled = F.max_pool2d(channel if grow[k] else 1 - channel, size, stride=1, padding=radius[k])
             channel = pooled if grow[k] else 1 - pooled
-        channels.append(channel + 1e-3 * torch.rand(channel.shape, generator=generator))
+        channels.append(channel + 1e-3 * torch.rand(channel.shape, generator=generator).to(channel.device))
     corrupted = torch.cat(channels, 1).argmax(1)
     return _relabel_random_box(corrupted, generator, num_classes)
 

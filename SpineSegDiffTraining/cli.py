@@ -1,6 +1,7 @@
 """``spinesegdiff-train``: retrain the presegmentation (nnU-Net v2) and the diffusion model.
 
     spinesegdiff-train all --data DATA --work WORK --out Resources/Models
+    spinesegdiff-train export-bank --data DATA --work WORK --bank BANK   (then bank_run on any device)
     spinesegdiff-train nnunet|diffusion|diffusion3d|bundle|evaluate|evaluate-volumes|grading ... (one stage)
 
 Every stage resumes from ``WORK``; the split (``WORK/splits.json``) is made once and reused.
@@ -21,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinesegdiff-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", required=True)
-    for name in ("prepare", "nnunet", "diffusion", "diffusion3d", "bundle", "evaluate", "evaluate-volumes",
-                 "grading", "all"):
+    for name in ("prepare", "export-bank", "nnunet", "diffusion", "diffusion3d", "bundle", "evaluate",
+                 "evaluate-volumes", "grading", "all"):
         stage = sub.add_parser(name)
         stage.add_argument("--data", type=Path, required=True, help="SPIDER root or folder of <case>/image+mask")
         stage.add_argument("--work", type=Path, required=True, help="work folder (resumable)")
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--device", default="cpu")
         stage.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
         stage.add_argument("--grading-epochs", type=int, default=40, help="disc-grading training epochs")
+        stage.add_argument("--bank", type=Path, help="export-bank: the bank folder to write (see bank_run)")
     return parser
 
 

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
@@ -25,6 +24,7 @@ from SpineSegDiffLib.postprocess import roi_columns
 from SpineSegDiffLib.sampling import make_scheduler
 
 from .augment import corrupt_labels, intensity, random_affine, warp
+from .clinical import ClinicalAugmentation, clinical_degradation, random_thickness, thick_slab
 from .prepare import load_case
 
 
@@ -48,54 +48,87 @@ class DiffusionTrainingConfig:
     patch_size: tuple[int, int, int] = (16, 128, 128)
     checkpoint_every: int = 50
     seed: int = 0
+    clinical: ClinicalAugmentation | None = field(default_factory=ClinicalAugmentation)
+
+
+NO_PRESEGMENTATION = 255
 
 
 class SliceBank:
-    """All training slices in memory: images (0..1), labels, presegmentations (or None)."""
+    """Every training volume in memory, slices concatenated: images (0..1) ``(M, H, W)``, labels and
+    presegmentations (uint8, ``NO_PRESEGMENTATION`` where a case has none), on ``device``.
 
-    def __init__(self, case_files: dict[str, Path], case_ids: list[str], presegmentations: dict[str, Path]):
-        images, labels, presegs = [], [], []
+    Training slices are the labelled ones; a simulated thick slice averages its neighbours within the
+    same volume (``volume_range[i]`` = first and last concatenated index of slice i's volume).
+    """
+
+    def __init__(self, case_files: dict[str, Path], case_ids: list[str], presegmentations: dict[str, Path],
+                 device: str | torch.device = "cpu"):
+        images, labels, presegs, ranges = [], [], [], []
         for case_id in case_ids:
             image, label = load_case(case_files[case_id])
-            preseg = _read_preseg(presegmentations.get(case_id), label.shape)
-            keep = label.reshape(len(label), -1).any(axis=1)
-            images.append(image[keep] / 255.0)
-            labels.append(label[keep])
-            presegs.append(preseg[keep] if preseg is not None else np.full_like(label[keep], 255))
-        self.images = torch.from_numpy(np.concatenate(images)).float()
-        self.labels = torch.from_numpy(np.concatenate(labels)).long()
-        self.presegs = torch.from_numpy(np.concatenate(presegs)).long()
-        self.has_preseg = (self.presegs[:, 0, 0] != 255)
+            preseg = read_presegmentation(presegmentations.get(case_id), label.shape)
+            offset = sum(len(x) for x in labels)
+            images.append(image / 255.0)
+            labels.append(label)
+            presegs.append(preseg if preseg is not None else np.full_like(label, NO_PRESEGMENTATION))
+            ranges += [(offset, offset + len(label) - 1)] * len(label)
+        self.images = torch.from_numpy(np.concatenate(images)).float().to(device)
+        self.labels = torch.from_numpy(np.concatenate(labels)).to(device)
+        self.presegs = torch.from_numpy(np.concatenate(presegs)).to(device)
+        self.has_preseg = (self.presegs[:, 0, 0] != NO_PRESEGMENTATION).cpu()
+        self.volume_range = torch.tensor(ranges)
+        self.training_slices = torch.nonzero(self.labels.flatten(1).any(1)).flatten().cpu()
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.training_slices)
 
     def sample(self, config: DiffusionTrainingConfig, generator: torch.Generator):
         return sample_batch(self, config, generator)
 
+    def thick_images(self, index: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 1, H, W)`` of slices ``index (B,)`` acquired ``thickness (B,)`` mm thick."""
+        slabs = []
+        for i, k in zip(index.tolist(), thickness.tolist()):
+            first, last = self.volume_range[i].tolist()
+            slabs.append(thick_slab(self.images[first : last + 1], i - first, k))
+        return torch.stack(slabs)[:, None]
 
-def _read_preseg(path: Path | None, shape) -> np.ndarray | None:
+
+def read_presegmentation(path: Path | None, shape) -> np.ndarray | None:
+    """A stored presegmentation ``(N, H, W)`` (``.npz`` with ``labels``, or any image SimpleITK reads);
+    None when absent or of another shape."""
     if path is None:
         return None
-    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.uint8)
+    if Path(path).suffix == ".npz":
+        with np.load(path) as data:
+            array = data["labels"].astype(np.uint8)
+    else:
+        import SimpleITK as sitk
+
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.uint8)
     return array if array.shape == shape else None
 
 
 def sample_batch(bank: SliceBank, config: DiffusionTrainingConfig, generator: torch.Generator):
     """Augmented crops: image ``(B,1,H,w)`` in -1..1, target and start labels ``(B,H,w)``."""
-    index = torch.randint(len(bank), (config.batch_size,), generator=generator)
-    image = bank.images[index][:, None]
-    target, start = bank.labels[index], bank.presegs[index].clone()
+    index = bank.training_slices[torch.randint(len(bank), (config.batch_size,), generator=generator)]
+    thickness = random_thickness(len(index), generator, config.clinical or ClinicalAugmentation(0.0))
+    image = bank.thick_images(index, thickness)
+    target, start = bank.labels[index].long(), bank.presegs[index].long()
     from_preseg = torch.rand(len(index), generator=generator) < config.presegmentation_probability
-    synthetic = from_preseg & ~bank.has_preseg[index]
+    synthetic = (from_preseg & ~bank.has_preseg[index]).to(start.device)
+    from_preseg = from_preseg.to(start.device)
     start[~from_preseg] = target[~from_preseg]
     if synthetic.any():
         start[synthetic] = corrupt_labels(target[synthetic], generator)
     image, (target, start) = warp(image, [target, start], random_affine(len(index), generator))
+    if config.clinical is not None:
+        image, (target, start) = clinical_degradation(image, [target, start], generator, config.clinical)
     image = intensity(image, generator) * 2 - 1
     jitter = torch.randint(-16, 17, (len(index),), generator=generator).tolist()
     last_start = image.shape[-1] - config.crop_width
-    starts = [min(max(roi_columns(t.numpy(), config.crop_width, margin=0).start + j, 0), last_start)
+    starts = [min(max(roi_columns(t.cpu().numpy(), config.crop_width, margin=0).start + j, 0), last_start)
               for t, j in zip(target, jitter)]
     columns = [slice(start, start + config.crop_width) for start in starts]
     pick = lambda x: torch.stack([x[i, ..., c] for i, c in enumerate(columns)])  # noqa: E731
@@ -121,14 +154,16 @@ def diffusion_loss(logits: torch.Tensor, target: torch.Tensor, dice: DiceLoss) -
 
 
 def train_diffusion(bank, config: DiffusionTrainingConfig, work_dir: Path,
-                    max_minutes: float | None = None) -> SpineSegDiffNet:
+                    max_minutes: float | None = None, device: str | torch.device = "cpu") -> SpineSegDiffNet:
     """Train (resuming from ``work_dir/checkpoint.pt``); logs losses to ``work_dir/losses.csv``.
 
-    ``bank.sample(config, generator)`` gives one batch ``(image (B,1,*s), target (B,*s), start (B,*s))``:
-    a :class:`SliceBank` for 2D, a :class:`~.volumes.VolumeBank` for 3D; the loop is the same.
+    ``bank.sample(config, generator)`` gives one batch ``(image (B,1,*s), target (B,*s), start (B,*s))``
+    on the bank's device: a :class:`SliceBank` for 2D, a :class:`~.volumes.VolumeBank` for 3D; the loop is
+    the same. On CUDA the forward pass runs under bfloat16 autocast.
     """
+    device = torch.device(device)
     torch.manual_seed(config.seed)
-    net = SpineSegDiffNet(config.network)
+    net = SpineSegDiffNet(config.network).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = make_scheduler(config.num_train_timesteps)
     generator = torch.Generator().manual_seed(config.seed)
@@ -142,10 +177,12 @@ def train_diffusion(bank, config: DiffusionTrainingConfig, work_dir: Path,
         while iteration < config.iterations and time.time() < deadline:
             image, target, start = bank.sample(config, generator)
             # inference never starts above t_start: train only on the timesteps it visits
-            t = torch.randint(0, config.t_start + 1, (len(image),), generator=generator)
+            t = torch.randint(0, config.t_start + 1, (len(image),), generator=generator).to(device)
             x0 = one_hot_channels(start) * 2 - 1
-            x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
-            terms = diffusion_loss(net(x_t, t, image), target, dice)
+            x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator).to(device), t)
+            with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+                logits = net(x_t, t, image)
+            terms = diffusion_loss(logits.float(), target, dice)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizer.step()

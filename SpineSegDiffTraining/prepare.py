@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from SpineSegDiffLib.preprocess import labels_to_model_space, to_model_space
-
-from .datasets import Case
+if TYPE_CHECKING:
+    from .datasets import Case
 
 
 def prepare_case(case: Case, cache: Path) -> Path:
     """Cache ``image`` float16 (N, 320, 320) in 0..255 and ``labels`` uint8 (N, 320, 320), all slices."""
+    from SpineSegDiffLib.preprocess import labels_to_model_space, to_model_space
+
     destination = cache / f"{case.case_id}.npz"
     if destination.is_file():
         return destination

@@ -6,8 +6,10 @@ import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .datasets import Case
+if TYPE_CHECKING:
+    from .datasets import Case
 
 
 @dataclass(frozen=True)

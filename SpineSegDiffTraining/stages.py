@@ -38,6 +38,10 @@ BATCH_3D = 2
 
 def run(stage: str, workspace: Workspace, args: argparse.Namespace) -> None:
     _, splits, files = workspace.prepare(args.data, args.folds)
+    if stage == "export-bank":
+        from .bank_run import export_bank
+
+        export_bank(files, splits, args.out / DEFAULT_PRESEGMENTER, args.bank)
     if stage in ("nnunet", "all"):
         train_presegmentation(workspace, splits, files, args)
     if stage in ("diffusion", "all"):

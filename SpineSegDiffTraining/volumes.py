@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from .augment import corrupt_labels, intensity, random_affine, warp
-from .diffusion import DiffusionTrainingConfig, _read_preseg
+from .clinical import degrade_volume_patch
+from .diffusion import DiffusionTrainingConfig, read_presegmentation
 from .prepare import load_case
 
 FOREGROUND_CENTRE_PROBABILITY = 0.9
@@ -23,16 +24,17 @@ FOREGROUND_CENTRE_PROBABILITY = 0.9
 class VolumeBank:
     """Every training volume: images (0..1), labels and presegmentations (or None), each ``(N, H, W)``."""
 
-    def __init__(self, case_files: dict[str, Path], case_ids: list[str], presegmentations: dict[str, Path]):
+    def __init__(self, case_files: dict[str, Path], case_ids: list[str], presegmentations: dict[str, Path],
+                 device: str | torch.device = "cpu"):
         self.volumes = []
         self.foregrounds = []
         """Per volume, the ``(M, 3)`` indices of its labelled voxels (patch centres)."""
         for case_id in case_ids:
             image, label = load_case(case_files[case_id])
-            preseg = _read_preseg(presegmentations.get(case_id), label.shape)
+            preseg = read_presegmentation(presegmentations.get(case_id), label.shape)
             label = torch.from_numpy(label).long()
-            self.volumes.append((torch.from_numpy(image / 255.0).float(), label,
-                                 torch.from_numpy(preseg).long() if preseg is not None else None))
+            self.volumes.append((torch.from_numpy(image / 255.0).float().to(device), label.to(device),
+                                 torch.from_numpy(preseg).long().to(device) if preseg is not None else None))
             self.foregrounds.append(torch.nonzero(label > 0))
 
     def __len__(self) -> int:
@@ -57,6 +59,8 @@ class VolumeBank:
         image, (target, start) = _pad_slices(image, [target, start], config.patch_size[0])
         theta = random_affine(1, generator).expand(len(image), 2, 3)
         image, (target, start) = warp(image[:, None], [target, start], theta)
+        if config.clinical is not None:
+            image = degrade_volume_patch(image[:, 0], generator, config.clinical)[:, None]
         image = intensity(image.reshape(1, 1, -1, image.shape[-1]), generator).reshape(image.shape[0], *image.shape[2:])
         return image[None] * 2 - 1, target, start
 
