@@ -118,10 +118,44 @@ def run_all(args: argparse.Namespace) -> None:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
+def bundle_run(bank: Path, run: Path, models: Path, folds: list[str], hardware: str) -> None:
+    """Model folders from a finished run: the presegmenter (``folds``, e.g. ``["all"]``) and both refiners."""
+    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER, write_config
+    from SpineSegDiffLib.volumetric import DEFAULT_OVERLAP
+
+    from .stages import bundle_diffusion
+
+    splits = json.loads((bank / "splits.json").read_text())
+    training = {"data": "SPIDER T2 (bank of model-space train/validation cases)", "splits": splits,
+                "hardware": hardware}
+    destination = models / DEFAULT_PRESEGMENTER
+    for name in ("plans.json", "dataset.json"):
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        (destination / name).write_text((bank / name).read_text())
+    files = []
+    for fold in folds:
+        checkpoint = torch.load(run / "nnunet" / f"fold_{fold}" / "checkpoint.pth", map_location="cpu",
+                                weights_only=True)
+        checkpoint["network_weights"] = {k: v.float() for k, v in checkpoint["network_weights"].items()}
+        (destination / f"fold_{fold}").mkdir(exist_ok=True)
+        torch.save(checkpoint, destination / f"fold_{fold}" / "checkpoint.pth")
+        files.append(f"fold_{fold}/checkpoint.pth")
+    iterations = {fold: torch.load(run / "nnunet" / f"fold_{fold}" / "checkpoint.pth", map_location="cpu",
+                                   weights_only=True).get("iterations") for fold in folds}
+    config = {"kind": "nnunet", "id": destination.name, "configuration": "2d", "folds": folds,
+              "checkpoint": "checkpoint.pth",
+              "training": {**training, "trainer": "SpineSegDiffTraining.nnunet_loop", "iterations": iterations,
+                           "config": json.loads(json.dumps(LoopConfig().__dict__))}}
+    write_config(destination, config, ["dataset.json", "plans.json", *files])
+    bundle_diffusion(run / "diffusion", models / DEFAULT_DIFFUSION, training)
+    inference = {"roi_size": list(DiffusionTrainingConfig().patch_size), "overlap": DEFAULT_OVERLAP}
+    bundle_diffusion(run / "diffusion-3d", models / DEFAULT_DIFFUSION_3D, training, inference)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m SpineSegDiffTraining.bank_run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("all", "fold", "diffusion2", "diffusion3"))
+    parser.add_argument("stage", choices=("all", "fold", "diffusion2", "diffusion3", "bundle"))
     parser.add_argument("--bank", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda")
@@ -134,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--diffusion-batch", type=int, default=16)
     parser.add_argument("--diffusion3d-batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per process")
+    parser.add_argument("--models", type=Path, help="bundle: where the model folders go")
+    parser.add_argument("--bundle-folds", nargs="+", default=["all"], help="bundle: presegmenter folds")
+    parser.add_argument("--hardware", default="", help="bundle: recorded in the model folders")
     return parser
 
 
@@ -143,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if args.stage == "all":
         run_all(args)
+    elif args.stage == "bundle":
+        bundle_run(args.bank, args.out, args.models, args.bundle_folds, args.hardware)
     elif args.stage == "fold":
         train_fold(args.bank, args.out, args.fold, args.device, args.minutes, args.batch_size)
     else:

@@ -2,7 +2,8 @@
 
     spinesegdiff-train all --data DATA --work WORK --out Resources/Models
     spinesegdiff-train export-bank --data DATA --work WORK --bank BANK   (then bank_run on any device)
-    spinesegdiff-train nnunet|diffusion|diffusion3d|bundle|evaluate|evaluate-volumes|grading ... (one stage)
+    spinesegdiff-train STAGE ...   (one stage: nnunet, diffusion, diffusion3d, bundle, evaluate,
+                                    evaluate-volumes, evaluate-thick, grading)
 
 Every stage resumes from ``WORK``; the split (``WORK/splits.json``) is made once and reused.
 """
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", required=True)
     for name in ("prepare", "export-bank", "nnunet", "diffusion", "diffusion3d", "bundle", "evaluate",
-                 "evaluate-volumes", "grading", "all"):
+                 "evaluate-volumes", "evaluate-thick", "grading", "all"):
         stage = sub.add_parser(name)
         stage.add_argument("--data", type=Path, required=True, help="SPIDER root or folder of <case>/image+mask")
         stage.add_argument("--work", type=Path, required=True, help="work folder (resumable)")

@@ -67,12 +67,16 @@ def evaluate_models(workspace: Workspace, splits: Splits, models_dir: Path, data
 
 def summarise(per_case: dict[str, dict]) -> dict:
     dice = {s.key: float(np.mean([c["dice"][s.key] for c in per_case.values()])) for s in STRUCTURES}
-    aurocs = [c["auroc"] for c in per_case.values() if not np.isnan(c["auroc"])]
     return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))),
-            "auroc": float(np.mean(aurocs)) if aurocs else float("nan"),
+            "auroc": _mean_defined(per_case, "auroc"), "auroc_near_spine": _mean_defined(per_case, "auroc_near_spine"),
             "uncertainty_vs_dice_r": pearson([c["mean_uncertainty"] for c in per_case.values()],
                                              [c["mean_dice"] for c in per_case.values()]),
             "seconds": float(np.mean([c["seconds"] for c in per_case.values()]))}
+
+
+def _mean_defined(per_case: dict[str, dict], key: str) -> float:
+    values = [c[key] for c in per_case.values() if key in c and not np.isnan(c[key])]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def markdown_tables(results: dict[str, dict[str, dict]]) -> str:
@@ -83,12 +87,12 @@ def markdown_tables(results: dict[str, dict[str, dict]]) -> str:
 
 def method_table(results: dict[str, dict[str, dict]], caption: str, seconds_unit: str) -> str:
     """One row per method (mean over cases); the nnU-Net rows have no heatmap, so no AUROC or r."""
-    lines = [caption, "", f"| method | SC | VB | IVD | mean | heatmap AUROC | r(uncertainty, Dice) | {seconds_unit} |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [caption, "", "| method | SC | VB | IVD | mean | heatmap AUROC | AUROC near spine | r(uncertainty, Dice) "
+             f"| {seconds_unit} |", "|---|---|---|---|---|---|---|---|---|"]
     for name, per_case in results.items():
         s = summarise(per_case)
         refined = not name.startswith("nnU-Net")
-        auroc_text = f"{s['auroc']:.3f}" if refined else "-"
+        auroc_text = f"{s['auroc']:.3f} | {s['auroc_near_spine']:.3f}" if refined else "- | -"
         r_text = f"{s['uncertainty_vs_dice_r']:.2f}" if refined else "-"
         lines.append(f"| {name} | {s['dice']['SC']:.3f} | {s['dice']['VB']:.3f} | {s['dice']['IVD']:.3f} | "
                      f"{s['mean_dice']:.3f} | {auroc_text} | {r_text} | {s['seconds']:.1f} |")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from SpineSegDiffLib.labels import STRUCTURES
+
+NEAR_SPINE_PIXELS = 10
+"""Pixels within this distance of a predicted or true structure make the "near the spine" region."""
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray, value: int) -> float:
@@ -19,11 +23,23 @@ def dice_per_structure(prediction: np.ndarray, truth: np.ndarray) -> dict[str, f
 
 
 def label_scores(prediction: np.ndarray, expected: np.ndarray, heat: np.ndarray) -> dict:
-    """Dice per structure and their mean, heatmap AUROC (uncertainty vs error) and the mean uncertainty
-    inside the predicted structures; arrays of any equal shape."""
+    """Dice per structure and their mean, heatmap AUROC (uncertainty vs error) over all pixels and over
+    the pixels near the spine (:func:`near_spine`), and the mean uncertainty inside the predicted
+    structures; arrays of any equal shape."""
     scores = dice_per_structure(prediction, expected)
+    errors, near = prediction != expected, near_spine(prediction, expected)
     return {"dice": scores, "mean_dice": float(np.mean(list(scores.values()))),
-            "auroc": auroc(heat, prediction != expected), "mean_uncertainty": float(heat[prediction > 0].mean())}
+            "auroc": auroc(heat, errors), "auroc_near_spine": auroc(heat[near], errors[near]),
+            "mean_uncertainty": float(heat[prediction > 0].mean())}
+
+
+def near_spine(prediction: np.ndarray, expected: np.ndarray, distance: float = NEAR_SPINE_PIXELS) -> np.ndarray:
+    """Boolean mask of the pixels within ``distance`` (Euclidean, pixels) of any labelled pixel of either
+    map: the region where a reader looks, so the AUROC is not inflated by easy background far away."""
+    spine = (prediction > 0) | (expected > 0)
+    if not spine.any():
+        return np.zeros(spine.shape, bool)
+    return ndimage.distance_transform_edt(~spine) <= distance
 
 
 def auroc(scores: np.ndarray, positives: np.ndarray) -> float:

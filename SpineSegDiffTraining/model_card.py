@@ -16,8 +16,12 @@ LIMITATIONS = """\
 - Lumbar spine only; thoracic levels in a longer field of view are outside the training distribution.
 - The 3D model sees 16 slices at the native slice spacing (3-4 mm in SPIDER) and 128 x 128 mm
   patches: volumes with a very different slice spacing are outside its training distribution.
-- Trained on 2 CPU cores within a short budget (see the training section): far less than the paper's
-  ~200 series on a GPU, and it shows in the Dice scores below. Retrain on more data for research use.
+- Trained within a short budget (see the training section) on 26 series: far less than the paper's
+  ~200 series, and it shows in the Dice scores below. Retrain on more data for research use.
+- Clinical 2D turbo-spin-echo series (3-5 mm slices, other pixel sizes and T2 weightings) were only
+  simulated during training (thick-slice averaging, resampling, bias field, tone curves, ghosting,
+  cropped fields of view); the thick-slice table below measures that on re-acquired SPIDER series,
+  not on real TSE scans.
 - Not a medical device. Every result must be checked by a qualified reader; the uncertainty heatmap
   shows where to look first but is not a guarantee that low-uncertainty regions are right.
 """
@@ -30,7 +34,9 @@ def write_model_cards(models_dir: Path, evaluation_dir: Path, training_log: dict
     when it exists, too, and its summary into the configs as ``volume_summary_by_method``."""
     tables, metrics = [], {}
     for stem, key, title in (("results", "summary_by_method", "central sagittal slice, input grid"),
-                             ("volumes", "volume_summary_by_method", "whole volume, input grid")):
+                             ("volumes", "volume_summary_by_method", "whole volume, input grid"),
+                             ("thick_slices", "thick_slice_summary_by_method",
+                              "central slice of series re-acquired with thicker slices")):
         if (evaluation_dir / f"{stem}.json").is_file():
             results = json.loads((evaluation_dir / f"{stem}.json").read_text())
             metrics["test_cases"] = sorted(next(iter(results.values())))
@@ -48,7 +54,9 @@ def write_model_cards(models_dir: Path, evaluation_dir: Path, training_log: dict
 
 def _description(config: dict) -> str:
     if config["kind"] == "nnunet":
-        return "nnU-Net v2 2D presegmentation network (PlainConvUNet from nnU-Net's plans, widths capped for CPU)."
+        return ("nnU-Net v2 2D presegmentation network (PlainConvUNet from nnU-Net's plans, widths capped for "
+                "CPU inference), trained with nnU-Net's deep-supervised Dice + cross-entropy loss, SGD and poly "
+                "learning-rate decay by `SpineSegDiffTraining.nnunet_loop` (clinical-acquisition augmentation).")
     network = config["network"]
     text = (f"SpineSegDiff dual-encoder diffusion network, {network['spatial_dims']}D (image encoder + "
             "time-conditioned denoising UNet, MONAI basic_unet blocks), predicting x0; cosine DDIM schedule.")

@@ -58,6 +58,10 @@ def run(stage: str, workspace: Workspace, args: argparse.Namespace) -> None:
         from .evaluate_volumes import evaluate_volumes
 
         evaluate_volumes(workspace, splits, args.out, args.data, args.device)
+    if stage == "evaluate-thick":
+        from .thick_slices import evaluate_thick_slices
+
+        evaluate_thick_slices(splits, args.out, args.data, workspace.evaluation, args.device)
     if stage in ("evaluate", "evaluate-volumes", "all"):
         write_model_cards(args.out, workspace.evaluation, training_summary(workspace, args))
 

@@ -76,3 +76,38 @@ def test_training_end_to_end(tmp_path, tiny_dataset):
     assert all(case["slices"] == 3 for setting in volumes.values() for case in setting.values())
     card = (models / "spinesegdiff-3d-t2" / "MODEL_CARD.md").read_text()
     assert "whole volume" in card and "SlidingWindowInferer" in card
+
+
+def test_bank_run_end_to_end(tmp_path, tiny_dataset):
+    """export-bank -> presegmenter folds + all-data model -> out-of-fold labels -> 2D/3D refiners -> bundle;
+    the bundled folders load in the inference pipeline and segment a case."""
+    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER
+    from SpineSegDiffLib.options import SegmentOptions
+    from SpineSegDiffLib.pipeline import Segmenter
+
+    work, bank, run_dir, models = tmp_path / "work", tmp_path / "bank", tmp_path / "run", tmp_path / "models"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "SpineSegDiff"), str(REPO)])}
+    commands = [
+        ["SpineSegDiffTraining.cli", "export-bank", "--data", str(tiny_dataset), "--work", str(work), "--folds", "2",
+         "--bank", str(bank), "--out", str(REPO / "Resources" / "Models")],
+        ["SpineSegDiffTraining.bank_run", "all", "--bank", str(bank), "--out", str(run_dir), "--device", "cpu",
+         "--nnunet-minutes", "0.02", "--diffusion-minutes", "0.02", "--nnunet-batch", "2", "--diffusion-batch", "2",
+         "--diffusion3d-batch", "1", "--threads", "1"],
+        ["SpineSegDiffTraining.bank_run", "bundle", "--bank", str(bank), "--out", str(run_dir), "--models",
+         str(models), "--hardware", "test", "--device", "cpu"],
+    ]
+    for command in commands:
+        run = subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True, encoding="utf-8",
+                             errors="replace", timeout=900)
+        assert run.returncode == 0, (command[:2], run.stdout[-2000:], run.stderr[-3000:])
+
+    splits = Splits.load(bank / "splits.json")
+    assert sorted(p.stem for p in (bank / "cases").glob("*.npz")) == splits.train_val  # no test case travels
+    assert sorted(p.stem for p in (run_dir / "oof").glob("*.npz")) == splits.train_val
+    preseg = open_model_folder(models / DEFAULT_PRESEGMENTER, "nnunet")
+    assert preseg.config["folds"] == ["all"]
+    for name in (DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D):
+        assert open_model_folder(models / name, "diffusion").config["training"]["iterations_done"] >= 1
+    image = sitk.ReadImage(str(tiny_dataset / splits.test[0] / "image.nii.gz"))
+    result = Segmenter(models, "cpu").segment(image, SegmentOptions(samples=2, steps=1, fused_steps=1))
+    assert result.labels.GetSize() == image.GetSize()
