@@ -2,7 +2,7 @@
 
 The module is an adapter: the Widget binds the UI to a typed parameter node, the Logic converts MRML
 to core types, calls ``SpineSegDiffLib.pipeline.Segmenter.segment`` once and converts the result back
-(see ``SpineSegDiffLib/logic.py``). The core runs in a background thread so the GUI stays responsive.
+(see ``SpineSegDiffSlicer/logic.py``). The core runs in a background thread so the GUI stays responsive.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from SpineSegDiffLib import logic as core
 from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError
 from SpineSegDiffLib.labels import STRUCTURES, by_key
 from SpineSegDiffLib.options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES
+from SpineSegDiffSlicer import logic as core
 
 POLL_MS = 150
 MAX_REGIONS = 20
@@ -310,7 +310,7 @@ def showError(error: BaseException) -> None:
 
 
 class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
-    """MRML <-> core; all the MRML work lives in ``SpineSegDiffLib.logic`` / ``mrml`` (testable without Qt)."""
+    """MRML <-> core; all the MRML work lives in ``SpineSegDiffSlicer.logic`` / ``mrml`` (testable without Qt)."""
 
     def __init__(self, modelsDir: Path | None = None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -460,7 +460,7 @@ class SpineSegDiffTest(ScriptedLoadableModuleTest):
     def test_BridgeRoundTrip(self) -> None:
         import numpy as np
 
-        from SpineSegDiffLib import mrml
+        from SpineSegDiffSlicer import mrml
 
         volume = self.syntheticVolume()
         image = mrml.image_from_volume_node(volume)

@@ -13,10 +13,10 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from conftest import oblique_direction, synthetic_spine  # noqa: E402
 
-from SpineSegDiffLib import logic, mrml  # noqa: E402
 from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
 from SpineSegDiffLib.segfile import read_seg_nrrd  # noqa: E402
+from SpineSegDiffSlicer import logic, mrml  # noqa: E402
 
 TINY_OPTIONS = {"preset": "fast", "samples": 2, "steps": 2, "fused_steps": 2}
 

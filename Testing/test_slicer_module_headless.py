@@ -23,9 +23,9 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from conftest import REPO, synthetic_spine  # noqa: E402
 
-from SpineSegDiffLib import logic as core  # noqa: E402
 from SpineSegDiffLib.errors import Cancelled  # noqa: E402
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
+from SpineSegDiffSlicer import logic as core  # noqa: E402
 
 
 class _Base:
@@ -87,7 +87,7 @@ def options():
 
 
 def test_module_logic_process_adds_the_result_nodes(module, scene, tiny_models, options):
-    from SpineSegDiffLib import mrml
+    from SpineSegDiffSlicer import mrml
 
     volume = mrml.volume_node_from_image(scene, synthetic_spine(), "case")
     logic = module.SpineSegDiffLogic(modelsDir=tiny_models)
@@ -100,7 +100,7 @@ def test_module_logic_process_adds_the_result_nodes(module, scene, tiny_models, 
 
 
 def test_module_logic_process_leaves_no_node_after_cancel(module, scene, tiny_models, options):
-    from SpineSegDiffLib import mrml
+    from SpineSegDiffSlicer import mrml
 
     volume = mrml.volume_node_from_image(scene, synthetic_spine(), "case")
     before = scene.GetNumberOfNodes()

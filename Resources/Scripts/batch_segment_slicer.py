@@ -30,10 +30,10 @@ MODULE_DIR = Path(__file__).resolve().parents[2] / "SpineSegDiff"
 if (MODULE_DIR / "SpineSegDiff.py").is_file() and str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))  # running from the source tree rather than an installed extension
 
-from SpineSegDiffLib import logic as core  # noqa: E402
 from SpineSegDiffLib.errors import SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.io import check_input, is_image_file, stem_of  # noqa: E402
 from SpineSegDiffLib.options import DEVICES, MODES, PRESET_NAMES  # noqa: E402
+from SpineSegDiffSlicer import logic as core  # noqa: E402
 
 SCENE_SUFFIXES = (".mrb", ".mrml")
 

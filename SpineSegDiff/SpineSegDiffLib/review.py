@@ -108,7 +108,7 @@ def uncertain_regions(heatmap: np.ndarray, labels: np.ndarray, spacing: Sequence
     per_voxel, unit = voxel_measure(spacing, planar_axis(heatmap))
     objects = ndimage.find_objects(components)
     regions = []
-    for n, (count_n, mean_n, centre_n, box) in enumerate(zip(voxels, means, centres, objects, strict=True), start=1):
+    for n, (count_n, mean_n, centre_n, box) in enumerate(zip(voxels, means, centres, objects), start=1):
         if count_n < min_voxels:
             continue
         in_region = labels[box][components[box] == n]

@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import SimpleITK as sitk
 
+from SpineSegDiffLib.errors import Cancelled
+from SpineSegDiffLib.io import validate_volume
+
 from . import mrml
-from .errors import Cancelled
-from .io import validate_volume
 
 if TYPE_CHECKING:
-    from .options import SegmentOptions
-    from .pipeline import SegmentationResult, Segmenter
-    from .review import Region
+    from SpineSegDiffLib.options import SegmentOptions
+    from SpineSegDiffLib.pipeline import SegmentationResult, Segmenter
+    from SpineSegDiffLib.review import Region
 
 REQUIREMENTS: dict[str, str] = {
     "torch": "torch>=2.2",
@@ -52,7 +53,7 @@ def missing_requirements() -> list[str]:
 def make_options(mode: str = "central", preset: str = "standard", device: str = "auto", samples: int = 0,
                  steps: int = 0, seed: int = 0) -> SegmentOptions:
     """:class:`~.options.SegmentOptions` from the module's parameters (0 samples or steps: the preset's value)."""
-    from .options import SegmentOptions
+    from SpineSegDiffLib.options import SegmentOptions
 
     return SegmentOptions(mode=mode, preset=preset, device=device, samples=samples or None, steps=steps or None,
                           seed=seed)
@@ -68,7 +69,7 @@ class SegmenterCache:
 
     def get(self, models_dir: Path | None, device: str) -> Segmenter:
         """The segmenter for these models on this device (thread-safe; loads on first use)."""
-        from .pipeline import Segmenter
+        from SpineSegDiffLib.pipeline import Segmenter
 
         key = (str(models_dir) if models_dir else None, device)
         with self._lock:
@@ -101,7 +102,7 @@ def run_segmenter(segmenter: Segmenter, image: sitk.Image, options: SegmentOptio
     Out of GPU memory is a clear error, or, with ``device="auto"`` and ``cpu_segmenter`` given, a rerun
     on the CPU (the batch engine's rule, :func:`~.batch.on_gpu_or_cpu`).
     """
-    from .batch import on_gpu_or_cpu
+    from SpineSegDiffLib.batch import on_gpu_or_cpu
 
     def run(chosen: Segmenter) -> SegmentationResult:
         return chosen.segment(image, options, progress)
@@ -148,7 +149,7 @@ def review_regions(scene, nodes: ResultNodes, threshold: float = 0.5,
 
     See :func:`~.review.uncertain_regions`; the labels are the current segments on the heatmap's grid.
     """
-    from .review import uncertain_regions
+    from SpineSegDiffLib.review import uncertain_regions
 
     heatmap = mrml.array_from_volume_node(nodes.heatmap)
     labels = mrml.segmentation_to_labels(scene, nodes.segmentation, nodes.heatmap)

@@ -1,4 +1,4 @@
-"""MRML <-> core types: the only core file that imports ``slicer``.
+"""MRML <-> core types (module side: imports ``slicer`` and ``vtk``; the core never does).
 
 Slicer stores volumes with an ``IJKToRAS`` matrix (RAS physical space); SimpleITK uses LPS. Going
 from one to the other flips the sign of the first two rows of the direction matrix and of the first
@@ -21,8 +21,8 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from .errors import SpineSegDiffError
-from .labels import STRUCTURES
+from SpineSegDiffLib.errors import SpineSegDiffError
+from SpineSegDiffLib.labels import STRUCTURES
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 """Multiplying a direction matrix or a point by this switches between LPS and RAS (it is its own inverse)."""
