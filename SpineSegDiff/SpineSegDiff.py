@@ -32,6 +32,7 @@ from SpineSegDiffLib.options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES
 from SpineSegDiffSlicer import logic as core
 
 POLL_MS = 150
+TERMINOLOGY_FILE = "SegmentationCategoryTypeModifier-SpineSegDiff.term.json"
 MAX_REGIONS = 20
 MODE_BUTTONS = {"central": "centralRadioButton", "slices": "slicesRadioButton", "volume": "volumetricRadioButton"}
 
@@ -60,6 +61,12 @@ Method: SpineSegDiff, diffusion refinement of lumbar spine segmentation with unc
 Data: SPIDER, van der Graaf et al., "Lumbar spine segmentation in MR images: a dataset and a public
 benchmark", Scientific Data 11:264 (2024).
 """
+        slicer.app.connect("startupCompleted()", self.loadTerminology)
+
+    def loadTerminology(self) -> None:
+        """Make the segments' terminology (Resources/Terminology) known to Slicer's terminology selector."""
+        path = Path(self.parent.path).parent / "Resources" / "Terminology" / TERMINOLOGY_FILE
+        slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(path))
 
 
 @parameterNodeWrapper

@@ -22,4 +22,4 @@ def test_terminology_entries_have_slicer_shape():
     for s in STRUCTURES:
         parts = s.terminology.split("~")
         assert len(parts) == 7
-        assert parts[2] == f"SCT^{s.snomed_code}^{s.snomed_meaning}"
+        assert parts[2] == f"{s.coding_scheme}^{s.code}^{s.meaning}"

@@ -79,7 +79,8 @@ def test_every_python_file_of_the_module_is_listed_in_cmake():
 
 def test_resources_are_listed_and_exist():
     resources = cmake_list(MODULE_DIR / "CMakeLists.txt", "MODULE_PYTHON_RESOURCES")
-    assert set(resources) == {"Resources/UI/SpineSegDiff.ui", "Resources/Icons/SpineSegDiff.png"}
+    assert set(resources) == {"Resources/UI/SpineSegDiff.ui", "Resources/Icons/SpineSegDiff.png",
+                              "Resources/Terminology/SegmentationCategoryTypeModifier-SpineSegDiff.term.json"}
     for resource in resources:
         assert (MODULE_DIR / resource).is_file(), resource
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+TERMINOLOGY_CONTEXT = "Segmentation category and type - SpineSegDiff"
+"""The module's terminology (``SpineSegDiff/Resources/Terminology/*.term.json``, loaded by the module at startup)."""
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+CATEGORY = "SCT^123037004^Anatomical Structure"
+"""Slicer's category of every structure (DICOM master list)."""
 
 
 @dataclass(frozen=True)
@@ -20,29 +24,34 @@ class Structure:
         key: short machine name used in file names and reports.
         name: human-readable segment name.
         color: RGB in 0..1, as Slicer segment colours.
-        snomed_code: SNOMED CT code of the anatomical structure.
-        snomed_meaning: the code's meaning, as shown in Slicer's terminology.
+        coding_scheme: coding scheme of the structure's type code (``SCT`` = SNOMED CT).
+        code: the type code; where it comes from is recorded in
+            ``SpineSegDiff/Resources/Terminology/sources/PROVENANCE.md``.
+        meaning: the code's meaning, exactly as in the list it comes from.
     """
 
     value: int
     key: str
     name: str
     color: tuple[float, float, float]
-    snomed_code: str
-    snomed_meaning: str
+    coding_scheme: str
+    code: str
+    meaning: str
 
     @property
     def terminology(self) -> str:
         """Slicer terminology entry: context~category~type~type modifier~anatomic context~region~modifier."""
-        category = "SCT^123037004^Anatomical Structure"
-        kind = f"SCT^{self.snomed_code}^{self.snomed_meaning}"
-        return f"{TERMINOLOGY_CONTEXT}~{category}~{kind}~^^~Anatomic codes - DICOM master list~^^~^^"
+        kind = f"{self.coding_scheme}^{self.code}^{self.meaning}"
+        return f"{TERMINOLOGY_CONTEXT}~{CATEGORY}~{kind}~^^~{ANATOMIC_CONTEXT}~^^~^^"
 
 
 STRUCTURES: tuple[Structure, ...] = (
-    Structure(1, "SC", "Spinal canal", (0.49, 0.78, 0.95), "53120007", "Spinal canal"),
-    Structure(2, "VB", "Vertebrae", (0.95, 0.84, 0.57), "51282000", "Vertebra"),
-    Structure(3, "IVD", "Intervertebral discs", (0.41, 0.83, 0.45), "3177009", "Intervertebral disc"),
+    # no verified SNOMED CT concept for the spinal canal: a private code, defined in the module's .term.json
+    Structure(1, "SC", "Spinal canal", (0.49, 0.78, 0.95), "99SPINESEGDIFF", "SPINAL_CANAL", "Spinal canal"),
+    # Slicer's DICOM master list
+    Structure(2, "VB", "Vertebrae", (0.95, 0.84, 0.57), "SCT", "51282000", "Vertebra"),
+    # SlicerTotalSegmentator's mapping (Slicer's lists have no disc)
+    Structure(3, "IVD", "Intervertebral discs", (0.41, 0.83, 0.45), "SCT", "360499006", "Intervertebral disc"),
 )
 
 BACKGROUND = 0

@@ -1,0 +1,136 @@
+"""Segment terminology checked against the real lists it comes from, not against ``labels.py`` itself.
+
+The sources are excerpts of 3D Slicer's DICOM master terminology and of SlicerTotalSegmentator's SNOMED
+mapping, committed with their provenance (``SpineSegDiff/Resources/Terminology/sources``), plus the module's
+own ``.term.json`` for what those lists lack. The entries written to ``.seg.nrrd`` files (core) and to MRML
+segments (Slicer's own segmentation classes, slicer-core) must name codes with exactly the meaning these
+lists give them: SCT 53120007 ("Upper limb") or SCT 3177009 (in no list) fail.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from SpineSegDiffLib.labels import ANATOMIC_CONTEXT, CATEGORY, STRUCTURES, TERMINOLOGY_CONTEXT, Structure
+from SpineSegDiffLib.segfile import write_seg_nrrd
+
+TERMINOLOGY = Path(__file__).resolve().parents[1] / "SpineSegDiff" / "Resources" / "Terminology"
+MODULE_TERMS = TERMINOLOGY / "SegmentationCategoryTypeModifier-SpineSegDiff.term.json"
+SLICER_MASTER = TERMINOLOGY / "sources" / "SegmentationCategoryTypeModifier-DICOM-Master.excerpt.json"
+TOTALSEGMENTATOR = TERMINOLOGY / "sources" / "totalsegmentator_snomed_mapping.excerpt.csv"
+Code = tuple[str, str, str]  # (coding scheme, code value, code meaning)
+
+
+def term_json_types(path: Path) -> dict[Code, Code]:
+    """``{type code: its category code}`` of a Slicer ``.term.json`` (or an excerpt of one)."""
+    types = {}
+    for category in json.loads(path.read_text())["SegmentationCodes"]["Category"]:
+        category_code = (category["CodingSchemeDesignator"], category["CodeValue"], category["CodeMeaning"])
+        for kind in category.get("Type", []):
+            types[(kind["CodingSchemeDesignator"], kind["CodeValue"], kind["CodeMeaning"])] = category_code
+    return types
+
+
+def totalsegmentator_types() -> dict[Code, Code]:
+    with TOTALSEGMENTATOR.open(newline="") as handle:
+        return {(row["Type_CodingScheme"], row["Type_CodeValue"], row["Type_CodeMeaning"]):
+                (row["Category_CodingScheme"], row["Category_CodeValue"], row["Category_CodeMeaning"])
+                for row in csv.DictReader(handle)}
+
+
+def known_codes() -> dict[Code, Code]:
+    """Every type code of the real lists; SNOMED CT codes from Slicer's and SlicerTotalSegmentator's lists,
+    the module's own file only for private (``99...``) codes."""
+    known = {**term_json_types(SLICER_MASTER), **totalsegmentator_types()}
+    private = {code: cat for code, cat in term_json_types(MODULE_TERMS).items() if code[0].startswith("99")}
+    return {**known, **private}
+
+
+def parse_entry(entry: str) -> dict[str, object]:
+    """A Slicer ``TerminologyEntry`` string: context~category~type~modifier~anatomic context~region~modifier."""
+    parts = entry.split("~")
+    assert len(parts) == 7, entry
+    codes = [tuple(part.split("^")) for part in parts]
+    return {"context": parts[0], "category": codes[1], "type": codes[2], "modifier": codes[3],
+            "anatomic_context": parts[4]}
+
+
+def assert_entry_from_real_lists(entry: str) -> None:
+    parsed = parse_entry(entry)
+    known = known_codes()
+    assert parsed["context"] == TERMINOLOGY_CONTEXT
+    assert parsed["anatomic_context"] == ANATOMIC_CONTEXT
+    assert parsed["type"] in known, f"{parsed['type']} is in none of the terminology lists (or has another meaning)"
+    assert parsed["category"] == known[parsed["type"]]
+    assert parsed["modifier"] == ("", "", "")
+
+
+def test_the_sources_say_what_the_old_codes_meant():
+    master = {code[1]: code[2] for code in term_json_types(SLICER_MASTER)}
+    assert master["53120007"] == "Upper limb" and master["51282000"] == "Vertebra"
+    assert "3177009" not in {code[1] for code in known_codes()}
+
+
+@pytest.mark.parametrize("old", [Structure(1, "SC", "Spinal canal", (0, 0, 1), "SCT", "53120007", "Spinal canal"),
+                                 Structure(3, "IVD", "Discs", (0, 1, 0), "SCT", "3177009", "Intervertebral disc")])
+def test_the_check_refuses_the_old_codes(old):
+    with pytest.raises(AssertionError):
+        assert_entry_from_real_lists(old.terminology)
+
+
+def test_module_term_file_matches_the_label_table_and_names_our_context():
+    terms = json.loads(MODULE_TERMS.read_text())
+    assert terms["SegmentationCategoryTypeContextName"] == TERMINOLOGY_CONTEXT
+    types = term_json_types(MODULE_TERMS)
+    assert set(types) == {(s.coding_scheme, s.code, s.meaning) for s in STRUCTURES}
+    assert set(types.values()) == {tuple(CATEGORY.split("^"))}
+
+
+def labels_image() -> sitk.Image:
+    array = np.zeros((3, 8, 8), np.uint8)
+    for structure in STRUCTURES:
+        array[1, structure.value, 1:4] = structure.value
+    return sitk.GetImageFromArray(array)
+
+
+def test_seg_nrrd_entries_come_from_the_real_lists(tmp_path):
+    path = tmp_path / "case.seg.nrrd"
+    write_seg_nrrd(labels_image(), path)
+    image = sitk.ReadImage(str(path))
+    names = {}
+    for i in range(len(STRUCTURES)):
+        tags = image.GetMetaData(f"Segment{i}_Tags")
+        entry = next(t.split(":", 1)[1] for t in tags.split("|") if t.startswith("TerminologyEntry:"))
+        assert_entry_from_real_lists(entry)
+        names[image.GetMetaData(f"Segment{i}_Name")] = parse_entry(entry)["type"][2]
+    assert names == {"Spinal canal": "Spinal canal", "Vertebrae": "Vertebra",
+                     "Intervertebral discs": "Intervertebral disc"}
+
+
+def test_mrml_segment_entries_come_from_the_real_lists(tmp_path):
+    slicer = pytest.importorskip("slicer")
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip("slicer-core (compiled MRML) is not installed")
+    import vtk
+
+    from SpineSegDiffSlicer import mrml
+
+    scene = slicer.vtkMRMLScene()
+    volume = mrml.volume_node_from_image(scene, sitk.Cast(labels_image(), sitk.sitkFloat32), "volume")
+    node = mrml.labels_to_segmentation_node(scene, labels_image(), volume, "result", closed_surface=False)
+    mrml.save_node(node, tmp_path / "saved.seg.nrrd")  # Slicer's own writer
+    reread = slicer.vtkMRMLSegmentationStorageNode()
+    reread.SetFileName(str(tmp_path / "saved.seg.nrrd"))
+    loaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    assert reread.ReadData(loaded)
+    for segmentation in (node.GetSegmentation(), loaded.GetSegmentation()):
+        for structure in STRUCTURES:
+            entry = vtk.reference("")
+            assert segmentation.GetSegment(structure.key).GetTag("TerminologyEntry", entry)
+            assert_entry_from_real_lists(str(entry))
