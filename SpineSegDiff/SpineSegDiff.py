@@ -1,8 +1,9 @@
 """SpineSegDiff: vertebrae, intervertebral discs and spinal canal on sagittal lumbar T2 MRI, with uncertainty.
 
-The module is an adapter: the Widget binds the UI to a typed parameter node, the Logic converts MRML
-to core types, calls ``SpineSegDiffLib.pipeline.Segmenter.segment`` once and converts the result back
-(see ``SpineSegDiffSlicer/logic.py``). The core runs in a background thread so the GUI stays responsive.
+The module is an adapter: the Widget binds the UI to a typed parameter node, the Logic writes the volume
+to a file, sends one request to the worker process (``SpineSegDiffLib.worker``, started with Slicer's
+Python and reached through ``qt.QProcess``) and loads its result files back (``SpineSegDiffSlicer``).
+No model code runs in Slicer's process, so the GUI never waits.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError
+from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.labels import STRUCTURES, by_key
 from SpineSegDiffLib.options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES
 from SpineSegDiffSlicer import logic as core
+from SpineSegDiffSlicer.worker_client import WorkerClient
 
 POLL_MS = 150
 TERMINOLOGY_FILE = "SegmentationCategoryTypeModifier-SpineSegDiff.term.json"
@@ -133,9 +135,9 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.toolTip = " ".join(f"{c.key}: {c.description}" for c in DEVICE_CHOICES)
 
     def cleanup(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        """Module closing: stop the timer and the worker process."""
         self._timer.stop()
+        self.logic.closeWorker()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -192,61 +194,66 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- running -------------------------------------------------------------------------------------------
 
     def onSegment(self) -> None:
-        """Validate the input, then start the core in a background thread."""
+        """Validate the input, write it for the worker and send the request (returns at once)."""
         node = self._parameterNode
         if self._job is not None or not self.logic.ensureRequirements():
             return
-        try:
-            image = self.logic.prepareImage(node.inputVolume)
+        with slicer.util.tryWithErrorDisplay("SpineSegDiff could not start the segmentation.", waitCursor=True):
             options = core.make_options(node.mode, node.preset, node.device, node.samples, node.steps, node.seed)
-        except Exception as error:
-            showError(error)
-            return
-        self._jobVolume = node.inputVolume
-        self._job = self.logic.startJob(image, options)
-        self._setRunning(True)
-        self._timer.start()
+            self._job = self.logic.startJob(node.inputVolume, options)
+            self._jobVolume = node.inputVolume
+            self._setRunning(True)
+            self._timer.start()
+            slicer.util.showStatusMessage("SpineSegDiff: segmenting " + node.inputVolume.GetName() + "...")
 
     def onCancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self.ui.statusLabel.text = "Cancelling at the next step..."
-
-    def _pollJob(self) -> None:
-        job = self._job
-        self.ui.progressBar.value = int(round(100 * job.fraction))
-        self.ui.statusLabel.text = job.stage.capitalize()
-        if not job.done:
+        """Kill the worker now (it restarts on the next click); nothing is added to the scene."""
+        if self._job is None:
             return
+        self.logic.cancelJob()
+        self._endJob("Cancelled: nothing was added to the scene.")
+
+    def _endJob(self, status: str) -> None:
         self._timer.stop()
         self._job = None
         self._setRunning(False)
-        if isinstance(job.error, Cancelled):
-            self.ui.statusLabel.text = "Cancelled: nothing was added to the scene."
-        elif job.error is not None:
-            self.ui.statusLabel.text = "Failed."
-            showError(job.error)
-        else:
-            self._publish(job.result)
+        self.ui.statusLabel.text = status
+        slicer.util.showStatusMessage("SpineSegDiff: " + status, 5000)
 
-    def _publish(self, result) -> None:
+    def _pollJob(self) -> None:
+        """Timer tick: read the worker's events (non-blocking) and act on the last ones."""
+        for event in self.logic.pollJob():
+            kind = event.get("event")
+            if kind == "progress":
+                self.ui.progressBar.value = int(round(100 * event["fraction"]))
+                self.ui.statusLabel.text = event["stage"].capitalize()
+            elif kind == "error":
+                self._endJob("Failed.")
+                showError(SpineSegDiffError(event["message"]), event.get("details", ""))
+                return
+            elif kind == "result":
+                job, self._job = self._job, None
+                self._endJob("Loading the result...")
+                self._publish(job, event)
+                return
+
+    def _publish(self, job, event) -> None:
         """Main thread: add the result nodes (or nothing) and show them."""
         volume = self._jobVolume
         if volume is None or volume.GetScene() is not slicer.mrmlScene:
             self.ui.statusLabel.text = "The input volume was removed: the result was discarded."
+            self.logic.discardJob(job)
             return
-        try:
-            nodes = self.logic.addResultNodes(volume, result)
-        except Exception as error:
-            showError(error)
-            return
-        parameterNode = self._parameterNode or self.logic.getParameterNode()
-        parameterNode.outputSegmentation = nodes.segmentation
-        parameterNode.outputHeatmap = nodes.heatmap
-        self.logic.showResults(volume, nodes, result, parameterNode.heatmapOpacity)
-        seconds = result.timings.get("total", 0.0)
-        self.ui.statusLabel.text = f"Done in {seconds:.0f} s. Check the bright areas of the heatmap."
-        self.updateRegionsTable()
+        with slicer.util.tryWithErrorDisplay("SpineSegDiff could not load the result.", waitCursor=True):
+            nodes, report = self.logic.loadResult(volume, job, event["files"])
+            parameterNode = self._parameterNode or self.logic.getParameterNode()
+            parameterNode.outputSegmentation = nodes.segmentation
+            parameterNode.outputHeatmap = nodes.heatmap
+            self.logic.showResults(volume, nodes, report, parameterNode.heatmapOpacity)
+            seconds = event.get("seconds", 0.0)
+            self.ui.statusLabel.text = f"Done in {seconds:.0f} s. Check the bright areas of the heatmap."
+            slicer.util.showStatusMessage(f"SpineSegDiff: done in {seconds:.0f} s", 5000)
+            self.updateRegionsTable()
 
     def _setRunning(self, running: bool) -> None:
         self.ui.progressBar.visible = running
@@ -306,10 +313,10 @@ def structureName(key: str) -> str:
         return "None (background)"
 
 
-def showError(error: BaseException) -> None:
-    """A user-fixable problem as its message; anything else with the traceback in the details."""
+def showError(error: BaseException, details: str = "") -> None:
+    """A user-fixable problem as its message (with the worker's details, if any); anything else with the traceback."""
     if isinstance(error, SpineSegDiffError):
-        slicer.util.errorDisplay(str(error), windowTitle="SpineSegDiff")
+        slicer.util.errorDisplay(str(error), windowTitle="SpineSegDiff", detailedText=details or None)
         return
     details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     logging.error("SpineSegDiff failed:\n%s", details)
@@ -322,7 +329,8 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
     def __init__(self, modelsDir: Path | None = None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.modelsDir = modelsDir  # None: the bundled models (Resources/Models)
-        self._segmenters = core.SegmenterCache()
+        self.worker = None  # WorkerClient, created on the first run
+        self._inputDir = None
 
     def getParameterNode(self):
         return SpineSegDiffParameterNode(super().getParameterNode())
@@ -352,40 +360,61 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
             slicer.util.errorDisplay("Could not install: " + ", ".join(still) + ". See the Python console.")
         return not still
 
-    def prepareImage(self, volumeNode):
-        return core.image_for_volume_node(volumeNode)
+    def workerClient(self) -> WorkerClient:
+        """The client of the worker process (the process itself starts with the first request)."""
+        if self.worker is None:
+            from SpineSegDiffSlicer.qprocess_runner import QProcessRunner
 
-    def startJob(self, image, options) -> core.BackgroundJob:
-        """Load the models (once) and segment in a background thread; poll the returned job."""
+            self.worker = WorkerClient(QProcessRunner, models_dir=self.modelsDir)
+        return self.worker
 
-        def work(progress):
-            progress("loading models", 0.0)
-            segmenter = self.loadModels(options.device)
-            return core.run_segmenter(segmenter, image, options, progress, lambda: self.loadModels("cpu"))
+    def startJob(self, volumeNode, options):
+        """Write the volume for the worker and send the request; poll with :meth:`pollJob`."""
+        import tempfile
 
-        return core.BackgroundJob(work).start()
+        self._inputDir = Path(tempfile.mkdtemp(prefix="SpineSegDiff-input-"))
+        inputPath = core.write_input(volumeNode, self._inputDir)
+        return self.workerClient().submit(inputPath, core.worker_options(options), stem="volume")
 
-    def loadModels(self, device: str = "auto"):
-        """Load the models now (they are kept for later runs); raises SpineSegDiffError if they are missing."""
-        return self._segmenters.get(self.modelsDir, device)
+    def pollJob(self) -> list:
+        events = self.workerClient().poll()
+        if any(e.get("event") in ("result", "error") for e in events):
+            self._removeInput()
+        return events
 
-    def process(self, volumeNode, options, progress=None, closedSurface: bool = True) -> core.ResultNodes:
-        """Synchronous run for scripts: segmentation and heatmap nodes added to the scene (nothing on failure)."""
-        segmenter = self.loadModels(options.device)
-        nodes, _result = core.segment_volume_node(slicer.mrmlScene, volumeNode, segmenter, options, progress,
-                                                  closedSurface)
-        return nodes
+    def cancelJob(self) -> None:
+        self.workerClient().cancel()
+        self._removeInput()
 
-    def addResultNodes(self, volumeNode, result) -> core.ResultNodes:
-        return core.add_result_nodes(slicer.mrmlScene, volumeNode, result)
+    def discardJob(self, job) -> None:
+        self.workerClient().discard(job)
 
-    def showResults(self, volumeNode, nodes, result, opacity: float) -> None:
+    def closeWorker(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+        self._removeInput()
+
+    def _removeInput(self) -> None:
+        import shutil
+
+        if self._inputDir is not None:
+            shutil.rmtree(self._inputDir, ignore_errors=True)
+            self._inputDir = None
+
+    def loadResult(self, volumeNode, job, files: dict):
+        """Result nodes from the worker's files (then the files are removed) and the run's report."""
+        try:
+            return core.load_result_nodes(slicer.mrmlScene, volumeNode, files), core.read_report(files)
+        finally:
+            self.discardJob(job)
+
+    def showResults(self, volumeNode, nodes, report: dict, opacity: float) -> None:
         """Image under the heatmap in 2D, segments in 2D and 3D, views on the processed slice."""
         slicer.util.setSliceViewerLayers(background=volumeNode, foreground=nodes.heatmap, foregroundOpacity=opacity)
         nodes.segmentation.GetDisplayNode().SetVisibility(True)
         slicer.util.resetThreeDViews()
-        if len(result.slice_indices) == 1:
-            ras = core.processed_slice_ras(volumeNode, result)
+        if report.get("slice_index") is not None and report.get("sagittal_axis") is not None:
+            ras = core.processed_slice_ras(nodes.heatmap, report["slice_index"], report["sagittal_axis"])
             slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
 
     def reviewRegions(self, segmentationNode, heatmapNode, threshold: float):
@@ -476,30 +505,41 @@ class SpineSegDiffTest(ScriptedLoadableModuleTest):
         self.assertEqual(tuple(copy.GetSpacing()), tuple(volume.GetSpacing()))
         self.delayDisplay("MRML bridge round trip passed")
 
+    def waitForEvents(self, logic, until, timeout: float = 600.0) -> list:
+        """Poll the worker as the module's timer does, keeping the GUI alive, until ``until(event)``."""
+        import time
+
+        events, deadline = [], time.monotonic() + timeout
+        while not any(until(e) for e in events) and time.monotonic() < deadline:
+            slicer.app.processEvents()
+            events += logic.pollJob()
+            time.sleep(0.05)
+        self.assertTrue(any(until(e) for e in events), "the worker did not answer in time")
+        return events
+
     def test_SegmentAndCancel(self) -> None:
+        """A whole run in the worker process, then a cancel that leaves the scene unchanged."""
         if core.missing_requirements():
             self.delayDisplay("Python dependencies not installed: whole-run test skipped")
-            return
-        from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, DEFAULT_PRESEGMENTER
-
-        if not all((DEFAULT_MODELS_DIR / name).is_dir() for name in (DEFAULT_PRESEGMENTER, DEFAULT_DIFFUSION)):
-            self.delayDisplay("Bundled models not installed: whole-run test skipped")
             return
         volume = self.syntheticVolume()
         logic = SpineSegDiffLogic()
         options = core.make_options(preset="fast", device="cpu", samples=2, steps=2)
-        before = slicer.mrmlScene.GetNumberOfNodes()
-
-        def cancel(stage, fraction):
-            raise Cancelled()
-
-        with self.assertRaises(Cancelled):
-            logic.process(volume, options, cancel)
-        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
-        nodes = logic.process(volume, options)
+        try:
+            before = slicer.mrmlScene.GetNumberOfNodes()
+            logic.startJob(volume, options)
+            self.waitForEvents(logic, lambda e: e.get("event") == "progress" and e["stage"] != "loading models")
+            logic.cancelJob()
+            self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
+            job = logic.startJob(volume, options)
+            result = self.waitForEvents(logic, lambda e: e.get("event") in ("result", "error"))[-1]
+            self.assertEqual(result["event"], "result", result.get("message"))
+            nodes, _report = logic.loadResult(volume, job, result["files"])
+        finally:
+            logic.closeWorker()
         segmentation = nodes.segmentation.GetSegmentation()
         self.assertEqual(segmentation.GetNumberOfSegments(), len(STRUCTURES))
         for structure in STRUCTURES:
             self.assertEqual(segmentation.GetSegment(structure.key).GetName(), structure.name)
         self.assertEqual(nodes.heatmap.GetImageData().GetDimensions(), volume.GetImageData().GetDimensions())
-        self.delayDisplay("Segmentation and cancel passed")
+        self.delayDisplay("Segmentation in the worker process and cancel passed")

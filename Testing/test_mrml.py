@@ -172,12 +172,18 @@ def options():
     return SegmentOptions(**TINY_OPTIONS)
 
 
+def segment_volume_node(scene, volume, segmenter, options, progress=None):
+    """What the Slicer batch script does per volume: node -> core -> nodes (the module uses the worker)."""
+    result = segmenter.segment(logic.image_for_volume_node(volume), options, progress)
+    return logic.add_result_nodes(scene, volume, result.labels, result.uncertainty), result
+
+
 @pytest.fixture(scope="module")
 def logic_run(segmenter, options):
     scene = slicer.vtkMRMLScene()
     volume = mrml.volume_node_from_image(scene, synthetic_spine(direction=oblique_direction()), "case 1")
     before = scene.GetNumberOfNodes()
-    nodes, result = logic.segment_volume_node(scene, volume, segmenter, options)
+    nodes, result = segment_volume_node(scene, volume, segmenter, options)
     return scene, volume, nodes, result, before
 
 
@@ -235,8 +241,8 @@ def test_review_regions_come_from_the_nodes_with_their_ras_centres(logic_run):
 
 
 def test_processed_slice_ras_lies_on_the_processed_slice(logic_run):
-    _scene, volume, _nodes, result, _ = logic_run
-    ras = logic.processed_slice_ras(volume, result)
+    _scene, _volume, nodes, result, _ = logic_run
+    ras = logic.processed_slice_ras(nodes.heatmap, result.slice_indices[0], result.geometry.sagittal_axis)
     lps = [-ras[0], -ras[1], ras[2]]
     index = result.labels.TransformPhysicalPointToContinuousIndex(lps)
     assert index[result.geometry.sagittal_axis] == pytest.approx(result.slice_indices[0], abs=1e-6)
@@ -254,7 +260,7 @@ def test_cancel_from_the_progress_callback_leaves_the_scene_unchanged(segmenter,
         raise Cancelled()
 
     with pytest.raises(Cancelled):
-        logic.segment_volume_node(scene, volume, segmenter, options, progress=cancel)
+        segment_volume_node(scene, volume, segmenter, options, progress=cancel)
     assert scene.GetNumberOfNodes() == before
 
 
@@ -263,7 +269,7 @@ def test_constant_volume_is_refused_and_leaves_the_scene_unchanged(segmenter, op
     volume = mrml.volume_node_from_image(scene, constant, "blank")
     before = scene.GetNumberOfNodes()
     with pytest.raises(SpineSegDiffError, match="constant"):
-        logic.segment_volume_node(scene, volume, segmenter, options)
+        segment_volume_node(scene, volume, segmenter, options)
     assert scene.GetNumberOfNodes() == before
 
 
@@ -277,43 +283,9 @@ def test_failure_while_adding_results_removes_the_nodes_already_made(logic_run, 
 
     monkeypatch.setattr(mrml, "heatmap_to_volume_node", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        logic.add_result_nodes(scene, volume, result)
+        logic.add_result_nodes(scene, volume, result.labels, result.uncertainty)
     assert scene.GetNumberOfNodes() == before
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
-
-
-# --- the background job the GUI polls ---------------------------------------------------------------------------
-
-
-def test_background_job_returns_the_result(segmenter, options):
-    image = synthetic_spine()
-    job = logic.BackgroundJob(lambda progress: logic.run_segmenter(segmenter, image, options, progress)).start()
-    assert job.wait(300)
-    assert job.error is None
-    assert job.fraction == 1.0 and job.stage == "done"
-    assert job.result.labels.GetSize() == image.GetSize()
-
-
-def test_cancelled_background_job_reports_cancelled_and_no_result(segmenter, options):
-    job = logic.BackgroundJob(lambda progress: logic.run_segmenter(segmenter, synthetic_spine(), options, progress))
-    job.cancel()
-    job.start()
-    assert job.wait(300)
-    assert isinstance(job.error, Cancelled)
-    assert job.result is None
-
-
-def test_result_arriving_after_cancel_is_discarded():
-    job = logic.BackgroundJob(lambda progress: "finished")
-    job.cancel()
-    job.start().wait(10)
-    assert isinstance(job.error, Cancelled) and job.result is None
-
-
-def test_segmenter_cache_reuses_loaded_models(tiny_models):
-    cache = logic.SegmenterCache()
-    first = cache.get(tiny_models, "cpu")
-    assert cache.get(tiny_models, "cpu") is first
 
 
 def test_make_options_maps_zero_to_the_preset_default():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -23,7 +24,6 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from conftest import REPO, synthetic_spine  # noqa: E402
 
-from SpineSegDiffLib.errors import Cancelled  # noqa: E402
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
 from SpineSegDiffSlicer import logic as core  # noqa: E402
 
@@ -86,38 +86,38 @@ def options():
     return core.make_options(preset="fast", device="cpu", samples=2, steps=2)
 
 
-def test_module_logic_process_adds_the_result_nodes(module, scene, tiny_models, options):
+def run_module_job(logic, volume, options, timeout: float = 300.0):
+    """What the module's timer does: start the job, poll the worker until its request ends."""
+    job = logic.startJob(volume, options)
+    events, deadline = [], time.monotonic() + timeout
+    while not any(e["event"] in ("result", "error") for e in events) and time.monotonic() < deadline:
+        events += logic.pollJob()
+        time.sleep(0.05)
+    return job, events
+
+
+def test_module_logic_runs_the_worker_and_adds_the_result_nodes(module, scene, tiny_models, options):
+    from process_runner import SubprocessRunner
+
     from SpineSegDiffSlicer import mrml
+    from SpineSegDiffSlicer.worker_client import WorkerClient
 
     volume = mrml.volume_node_from_image(scene, synthetic_spine(), "case")
     logic = module.SpineSegDiffLogic(modelsDir=tiny_models)
-    nodes = logic.process(volume, options, closedSurface=False)
+    logic.worker = WorkerClient(SubprocessRunner, python=sys.executable, models_dir=tiny_models)
+    try:
+        job, events = run_module_job(logic, volume, options)
+        assert events[-1]["event"] == "result", events[-1]
+        assert logic._inputDir is None  # the input file written for the worker is gone
+        nodes, report = logic.loadResult(volume, job, events[-1]["files"])
+    finally:
+        logic.closeWorker()
     assert [nodes.segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)] == [
         s.name for s in STRUCTURES]
     assert nodes.heatmap.GetAttribute(core.ROLE_ATTRIBUTE) == "uncertainty"
+    assert report["sagittal_axis"] in (0, 1, 2)
+    assert not Path(events[-1]["files"]["labels"]).exists()  # the worker's files are removed once loaded
     assert logic.firstInputVolume() is volume  # the heatmap is never offered as an input
-    assert logic.loadModels("cpu") is logic.loadModels("cpu")
-
-
-def test_module_logic_process_leaves_no_node_after_cancel(module, scene, tiny_models, options):
-    from SpineSegDiffSlicer import mrml
-
-    volume = mrml.volume_node_from_image(scene, synthetic_spine(), "case")
-    before = scene.GetNumberOfNodes()
-
-    def cancel(stage: str, fraction: float) -> None:
-        raise Cancelled()
-
-    with pytest.raises(Cancelled):
-        module.SpineSegDiffLogic(modelsDir=tiny_models).process(volume, options, cancel)
-    assert scene.GetNumberOfNodes() == before
-
-
-def test_module_background_job_through_the_logic(module, scene, tiny_models, options):
-    image = synthetic_spine()
-    job = module.SpineSegDiffLogic(modelsDir=tiny_models).startJob(image, options)
-    assert job.wait(300) and job.error is None
-    assert job.result.labels.GetSize() == image.GetSize()
 
 
 def test_find_pip_ensure_prefers_slicer_packaging(module, monkeypatch):

@@ -147,10 +147,24 @@ def test_no_core_file_names_slicer_qt_vtk_or_ctk():
         assert all_imports(path) & SLICER_PACKAGES == set(), path.name
 
 
-def test_the_logic_calls_the_core_through_one_segment_call():
-    logic_text = (MODULE_DIR / "SpineSegDiffSlicer" / "logic.py").read_text()
-    assert len(re.findall(r"\.segment\(", logic_text)) == 1
-    assert ".segment(" not in MODULE_FILE.read_text()  # the module goes through SpineSegDiffSlicer.logic
+SLICER_SIDE = [MODULE_FILE, *sorted((MODULE_DIR / "SpineSegDiffSlicer").glob("*.py"))]
+IN_PROCESS_INFERENCE = re.compile(r"\bSegmenter\b|\.segment\(|SegmenterCache|run_segmenter|BackgroundJob|"
+                                  r"SpineSegDiffLib\.(pipeline|refiner|sampling|presegment|networks|batch)\b|"
+                                  r"from SpineSegDiffLib import (pipeline|refiner|sampling|presegment|networks|batch)")
+
+
+def test_the_module_side_never_runs_model_code_in_slicers_process():
+    """Inference runs in the worker process: the module and its Slicer package import no threading (a
+    Python thread in Slicer crawls, the GUI holding the GIL) and never touch the segmenter or the batch engine."""
+    for path in SLICER_SIDE:
+        assert all_imports(path) & {"threading", "concurrent", "multiprocessing"} == set(), path.name
+        found = IN_PROCESS_INFERENCE.findall(path.read_text())
+        assert not found, f"{path.name} runs inference in Slicer's process: {found}"
+
+
+def test_the_in_process_check_catches_the_old_thread():
+    assert IN_PROCESS_INFERENCE.search("job = BackgroundJob(lambda p: segmenter.segment(image, options, p))")
+    assert IN_PROCESS_INFERENCE.search("from SpineSegDiffLib.pipeline import Segmenter")
 
 
 # --- UI bindings --------------------------------------------------------------------------------------------------

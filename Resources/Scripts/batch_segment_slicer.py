@@ -111,6 +111,12 @@ def print_progress(name: str):
     return progress
 
 
+def segment_volume_node(volume, segmenter, options, progress):
+    """One volume node through the core, in this process (a batch script has no GUI to keep responsive)."""
+    result = segmenter.segment(core.image_for_volume_node(volume), options, progress)
+    return core.add_result_nodes(slicer.mrmlScene, volume, result.labels, result.uncertainty, closed_surface=False)
+
+
 def segment_case(options, out_dir: Path):
     """The engine's work for one case: load (files), segment into MRML nodes, save, remove the nodes."""
 
@@ -118,8 +124,7 @@ def segment_case(options, out_dir: Path):
         loaded = isinstance(case.source, Path)
         volume = slicer.util.loadVolume(str(case.source)) if loaded else case.source
         try:
-            nodes, _ = core.segment_volume_node(slicer.mrmlScene, volume, segmenter, options,
-                                                print_progress(case.stem), closed_surface=False)
+            nodes = segment_volume_node(volume, segmenter, options, print_progress(case.stem))
             try:
                 written = core.save_result_nodes(nodes, out_dir, case.stem)
             finally:

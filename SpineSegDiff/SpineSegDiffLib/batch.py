@@ -46,10 +46,12 @@ class BatchEngine:
     """Runs cases one by one with shared, lazily loaded segmenters (one per device)."""
 
     def __init__(self, models: ModelSet, options: SegmentOptions, out_dir: Path,
-                 log: Callable[[str], None] = lambda line: None) -> None:
+                 log: Callable[[str], None] = lambda line: None, segmenters: dict[str, Any] | None = None) -> None:
+        """``segmenters``: a cache shared with other engines on the same models (the worker process keeps
+        one across requests, so the models load once); by default this engine's own."""
         self.models, self.options, self.out_dir, self.log = models, options, Path(out_dir), log
         self.device = resolve_device(options.device)
-        self._segmenters: dict[str, Any] = {}
+        self._segmenters: dict[str, Any] = {} if segmenters is None else segmenters
 
     def segmenter(self, device: str):
         """The segmenter on ``device`` (``auto`` or ``cpu``), loaded on first use."""

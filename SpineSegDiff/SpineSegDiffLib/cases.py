@@ -3,6 +3,7 @@ work for one case (read, segment, write every output)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from .batch import Case
@@ -52,21 +53,32 @@ def _checked(path: Path, stem: str, series: str | None) -> Case | dict:
 
 
 def segment_file(out_dir: Path, options: SegmentOptions, overwrite: bool, series: str | None,
-                 show_progress: bool):
-    """The work for one file case: read, segment, write; returns the summary fields."""
+                 show_progress: bool, progress: Callable[[str, float], None] | None = None):
+    """The work for one file case: read, segment, write; returns the summary fields.
+
+    ``progress(stage, fraction)``, when given, also receives the pipeline's progress (it may raise
+    :class:`~.errors.Cancelled`)."""
     from .outputs import write_case
 
     def work(case: Case, segmenter) -> dict:
         bar = ProgressBar(case.stem, show_progress)
         try:
             image = read_volume(case.source, series)
-            result = segmenter.segment(image, options, bar)
+            result = segmenter.segment(image, options, bar if progress is None else _both(bar, progress))
             report = write_case(result, out_dir, case.stem, case.name, overwrite)
         finally:
             bar.close()
         return {"slice_index": report["slice_index"], "seconds": report["timings_s"]["total"]}
 
     return work
+
+
+def _both(first: Callable[[str, float], None], second: Callable[[str, float], None]) -> Callable[[str, float], None]:
+    def report(stage: str, fraction: float) -> None:
+        first(stage, fraction)
+        second(stage, fraction)
+
+    return report
 
 
 class ProgressBar:

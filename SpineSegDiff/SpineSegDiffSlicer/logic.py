@@ -1,36 +1,31 @@
-"""What the Slicer module's Logic does, without Qt: MRML -> core, one core call, core -> MRML.
+"""What the Slicer module's Logic does, without Qt: MRML -> files for the worker, worker files -> MRML.
 
-Three steps, so the GUI can run the middle one in a background thread:
-
-1. :func:`image_for_volume_node` (main thread): the selected volume as a validated SimpleITK image;
-2. :func:`run_segmenter` (any thread): ``Segmenter.segment`` on that image;
-3. :func:`add_result_nodes` (main thread): the segmentation and heatmap nodes, or nothing on failure.
-
-:func:`segment_volume_node` chains them for batch scripts and tests. Nothing here imports torch at
-import time, so :func:`missing_requirements` can run before the dependencies are installed.
+Segmentation never runs in Slicer's process: the module writes the selected volume to a file
+(:func:`write_input`), the worker process (``SpineSegDiffLib.worker``, driven by
+:class:`~.worker_client.WorkerClient`) segments it, and :func:`load_result_nodes` turns its output
+files into nodes. Nothing here imports torch, so :func:`missing_requirements` runs before the
+dependencies are installed.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import SimpleITK as sitk
 
-from SpineSegDiffLib.errors import Cancelled
 from SpineSegDiffLib.io import validate_volume
 
 from . import mrml
 
 if TYPE_CHECKING:
     from SpineSegDiffLib.options import SegmentOptions
-    from SpineSegDiffLib.pipeline import SegmentationResult, Segmenter
     from SpineSegDiffLib.review import Region
 
+INPUT_FILE = "input.nrrd"
 REQUIREMENTS: dict[str, str] = {
     "torch": "torch>=2.2",
     "monai": "monai==1.6.1",
@@ -59,26 +54,6 @@ def make_options(mode: str = "central", preset: str = "standard", device: str = 
                           seed=seed)
 
 
-class SegmenterCache:
-    """Keeps the loaded models between runs (loading takes seconds); reloads when the folder or device changes."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple | None = None
-        self._segmenter: Segmenter | None = None
-
-    def get(self, models_dir: Path | None, device: str) -> Segmenter:
-        """The segmenter for these models on this device (thread-safe; loads on first use)."""
-        from SpineSegDiffLib.pipeline import Segmenter
-
-        key = (str(models_dir) if models_dir else None, device)
-        with self._lock:
-            if self._segmenter is None or self._key != key:
-                self._segmenter, self._key = None, None
-                self._segmenter, self._key = Segmenter(models_dir, device), key
-            return self._segmenter
-
-
 @dataclass(frozen=True)
 class ResultNodes:
     """The nodes one run adds to the scene."""
@@ -94,53 +69,52 @@ def image_for_volume_node(volume_node) -> sitk.Image:
     return image
 
 
-def run_segmenter(segmenter: Segmenter, image: sitk.Image, options: SegmentOptions,
-                  progress: Callable[[str, float], None] | None = None,
-                  cpu_segmenter: Callable[[], Segmenter] | None = None) -> SegmentationResult:
-    """The one core call; touches no MRML, so it may run in a background thread.
-
-    Out of GPU memory is a clear error, or, with ``device="auto"`` and ``cpu_segmenter`` given, a rerun
-    on the CPU (the batch engine's rule, :func:`~.batch.on_gpu_or_cpu`).
-    """
-    from SpineSegDiffLib.batch import on_gpu_or_cpu
-
-    def run(chosen: Segmenter) -> SegmentationResult:
-        return chosen.segment(image, options, progress)
-
-    fallback = cpu_segmenter or (lambda: segmenter)
-    requested = options.device if cpu_segmenter is not None else "explicit"
-    result, _ = on_gpu_or_cpu(run, segmenter, segmenter.device, requested, fallback, "this volume")
-    return result
+def worker_options(options: SegmentOptions) -> dict:
+    """The ``options`` of a worker request (the fields of :class:`~SpineSegDiffLib.options.SegmentOptions`)."""
+    return asdict(options)
 
 
-def add_result_nodes(scene, volume_node, result: SegmentationResult, closed_surface: bool = True) -> ResultNodes:
+def write_input(volume_node, folder: Path) -> Path:
+    """The volume as ``folder/input.nrrd`` for the worker, refused with a clear reason if it cannot be segmented."""
+    image = image_for_volume_node(volume_node)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / INPUT_FILE
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return path
+
+
+def load_result_nodes(scene, volume_node, files: dict[str, str], closed_surface: bool = True) -> ResultNodes:
+    """The worker's labelmap and heatmap files as nodes on the input volume's grid (nothing added on failure)."""
+    labels = sitk.ReadImage(files["labels"])
+    heatmap = sitk.ReadImage(files["uncertainty"])
+    return add_result_nodes(scene, volume_node, labels, heatmap, closed_surface)
+
+
+def read_report(files: dict[str, str]) -> dict:
+    """The worker's ``_report.json`` (processed slices, timings, levels), or ``{}``."""
+    path = files.get("report")
+    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
+
+
+def add_result_nodes(scene, volume_node, labels: sitk.Image, uncertainty: sitk.Image,
+                     closed_surface: bool = True) -> ResultNodes:
     """Segmentation and heatmap nodes on the input volume's grid; the scene is left unchanged on failure."""
     name = volume_node.GetName()
     with mrml.removed_on_failure(scene):
         segmentation = mrml.labels_to_segmentation_node(
-            scene, result.labels, volume_node, name + SEGMENTATION_SUFFIX, closed_surface=closed_surface)
-        heatmap = mrml.heatmap_to_volume_node(scene, result.uncertainty, name + HEATMAP_SUFFIX)
+            scene, labels, volume_node, name + SEGMENTATION_SUFFIX, closed_surface=closed_surface)
+        heatmap = mrml.heatmap_to_volume_node(scene, uncertainty, name + HEATMAP_SUFFIX)
         for node, role in ((segmentation, "segmentation"), (heatmap, "uncertainty")):
             node.SetAttribute(ROLE_ATTRIBUTE, role)
             mrml.place_like(node, volume_node)
         return ResultNodes(segmentation, heatmap)
 
 
-def segment_volume_node(scene, volume_node, segmenter: Segmenter, options: SegmentOptions,
-                        progress: Callable[[str, float], None] | None = None,
-                        closed_surface: bool = True) -> tuple[ResultNodes, SegmentationResult]:
-    """All three steps in the calling thread (batch scripts, tests)."""
-    image = image_for_volume_node(volume_node)
-    result = run_segmenter(segmenter, image, options, progress)
-    return add_result_nodes(scene, volume_node, result, closed_surface), result
-
-
-def processed_slice_ras(volume_node, result: SegmentationResult) -> tuple[float, float, float]:
-    """RAS centre of the (middle) processed sagittal slice, to point the slice views at it."""
-    ijk = [(n - 1) / 2 for n in result.labels.GetSize()]
-    indices = result.slice_indices
-    ijk[result.geometry.sagittal_axis] = indices[len(indices) // 2]
-    return mrml.ijk_to_ras(volume_node, ijk)
+def processed_slice_ras(labels_node, slice_index: int, sagittal_axis: int) -> tuple[float, float, float]:
+    """RAS centre of the processed sagittal slice ``slice_index`` along voxel axis ``sagittal_axis``."""
+    ijk = [(n - 1) / 2 for n in labels_node.GetImageData().GetDimensions()]
+    ijk[sagittal_axis] = slice_index
+    return mrml.ijk_to_ras(labels_node, ijk)
 
 
 def review_regions(scene, nodes: ResultNodes, threshold: float = 0.5,
@@ -164,58 +138,3 @@ def save_result_nodes(nodes: ResultNodes, out_dir: Path, stem: str) -> dict[str,
     mrml.save_node(nodes.segmentation, paths["segmentation"])
     mrml.save_node(nodes.heatmap, paths["uncertainty"])
     return paths
-
-
-class BackgroundJob:
-    """Runs ``work(progress)`` in a daemon thread; the GUI polls :attr:`done`, :attr:`stage`, :attr:`fraction`.
-
-    :meth:`cancel` makes the next progress report raise :class:`~.errors.Cancelled`, and a result
-    that arrives after a cancel is discarded. After :attr:`done`, exactly one of :attr:`result` and
-    :attr:`error` is set.
-    """
-
-    def __init__(self, work: Callable[[Callable[[str, float], None]], Any]) -> None:
-        self._work = work
-        self._cancel = threading.Event()
-        self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="SpineSegDiff", daemon=True)
-        self.stage = "starting"
-        self.fraction = 0.0
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def start(self) -> BackgroundJob:
-        self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    @property
-    def done(self) -> bool:
-        return self._finished.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job ends (for scripts and tests); True when it has."""
-        return self._finished.wait(timeout)
-
-    def progress(self, stage: str, fraction: float) -> None:
-        """The core's progress callback (called from the worker thread)."""
-        if self._cancel.is_set():
-            raise Cancelled()
-        self.stage, self.fraction = stage, min(max(float(fraction), 0.0), 1.0)
-
-    def _run(self) -> None:
-        try:
-            result = self._work(self.progress)
-            if self._cancel.is_set():
-                raise Cancelled()
-            self.result = result
-        except BaseException as error:  # reported to the GUI thread, never lost
-            self.error = error
-        finally:
-            self._finished.set()

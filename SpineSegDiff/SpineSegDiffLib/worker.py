@@ -1,0 +1,156 @@
+"""The inference worker: a long-lived process that loads the models once and serves requests.
+
+The Slicer module starts it with Slicer's own Python (``PythonSlicer``) and talks to it over
+stdin/stdout, so no model code ever runs in Slicer's GUI process. Each request runs on the batch
+engine (:class:`~.batch.BatchEngine`, the same one as ``spinesegdiff segment``) with a segmenter
+cache kept for the life of the process.
+
+Protocol (version :data:`PROTOCOL_VERSION`), one JSON object per line, UTF-8:
+
+Requests (client -> worker, stdin):
+    ``{"request": "segment", "id": "...", "input": "/path/image.nrrd", "output_dir": "/path/out",
+    "stem": "image", "options": {"mode": "central", "preset": "fast", "device": "cpu", ...}}``
+    (``options``: the fields of :class:`~.options.SegmentOptions`; ``stem`` optional);
+    ``{"request": "shutdown"}`` (or end of stdin): exit.
+
+Events (worker -> client, stdout):
+    ``{"event": "ready", "protocol": 1, "version": "...", "pid": N}`` once at start;
+    ``{"event": "progress", "id": ..., "stage": "...", "fraction": 0..1}``, fractions non-decreasing;
+    ``{"event": "result", "id": ..., "files": {"labels": path, "uncertainty": path, ...}, "models": "loaded" |
+    "reused", "load_seconds": s, "seconds": s}``;
+    ``{"event": "error", "id": ..., "message": "what went wrong and what to do", "details": "traceback or ''"}``.
+
+Exactly one ``result`` or ``error`` ends each request. Cancel is the client's: it kills the process
+(the next request starts a new one). Anything else the libraries print goes to stderr, never to the
+protocol stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .batch import BatchEngine, Case
+from .errors import SpineSegDiffError
+from .io import check_input, stem_of
+from .model_set import ModelSet, open_models
+from .options import SegmentOptions
+from .outputs import output_paths
+
+PROTOCOL_VERSION = 1
+
+
+class Worker:
+    """Serves segment requests on one model folder; segmenters (per device) are loaded once."""
+
+    def __init__(self, emit, models_dir: Path | None = None) -> None:
+        self.emit = emit
+        self.models_dir = models_dir
+        self._models: ModelSet | None = None
+        self._segmenters: dict[str, Any] = {}
+
+    def models(self) -> ModelSet:
+        if self._models is None:
+            self._models = open_models(self.models_dir)
+        return self._models
+
+    def segment(self, request: dict) -> None:
+        """One request: exactly one ``result`` or ``error`` event."""
+        request_id = request.get("id")
+        try:
+            self.emit({"event": "result", "id": request_id, **self._run(request)})
+        except SpineSegDiffError as error:
+            self.emit({"event": "error", "id": request_id, "message": str(error), "details": ""})
+        except Exception as error:  # a bug or a library failure: say so, keep the details
+            self.emit({"event": "error", "id": request_id, "message": f"unexpected error: {type(error).__name__}: "
+                       f"{error}", "details": traceback.format_exc()})
+
+    def _run(self, request: dict) -> dict:
+        source, out_dir = Path(request["input"]), Path(request["output_dir"])
+        options = SegmentOptions(**request.get("options", {}))
+        check_input(source)
+        self.models().check(options)
+        stem = request.get("stem") or stem_of(source)
+        reporter = ProgressReporter(self.emit, request.get("id"))
+        loaded_before = set(self._segmenters)
+        engine = BatchEngine(self.models(), options, out_dir, segmenters=self._segmenters)
+        started = time.perf_counter()
+        reporter("loading models", 0.0)
+        engine.segmenter(options.device)
+        load_seconds = time.perf_counter() - started
+        from .cases import segment_file
+
+        entry = engine.run_case(Case(str(source), stem, source),
+                                segment_file(out_dir, options, True, None, False, reporter))
+        if entry["status"] != "done":
+            raise RuntimeError(entry["reason"]) if "traceback" in entry else SpineSegDiffError(entry["reason"])
+        files = {key: str(path) for key, path in output_paths(out_dir, stem).items() if path.is_file()}
+        return {"files": files, "models": "reused" if options.device in loaded_before else "loaded",
+                "load_seconds": round(load_seconds, 3), "seconds": round(time.perf_counter() - started, 3)}
+
+
+class ProgressReporter:
+    """The pipeline's ``progress(stage, fraction)`` as ``progress`` events with non-decreasing fractions."""
+
+    def __init__(self, emit, request_id) -> None:
+        self.emit, self.request_id, self.fraction = emit, request_id, 0.0
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        self.fraction = max(self.fraction, min(max(float(fraction), 0.0), 1.0))
+        self.emit({"event": "progress", "id": self.request_id, "stage": stage, "fraction": round(self.fraction, 4)})
+
+
+def protocol_stream() -> IO[str]:
+    """The real stdout for protocol lines; file descriptor 1 is pointed at stderr so stray prints cannot
+    corrupt the protocol."""
+    stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return stream
+
+
+def serve(requests: IO[str], out: IO[str], models_dir: Path | None = None) -> int:
+    """Read requests until ``shutdown`` or end of input; returns the exit status."""
+
+    def emit(event: dict) -> None:
+        out.write(json.dumps(event) + "\n")
+        out.flush()
+
+    worker = Worker(emit, models_dir)
+    emit({"event": "ready", "protocol": PROTOCOL_VERSION, "version": __version__, "pid": os.getpid()})
+    for line in requests:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError:
+            emit({"event": "error", "id": None, "message": f"not a JSON request: {line[:200]!r}", "details": ""})
+            continue
+        if request.get("request") == "shutdown":
+            break
+        if request.get("request") == "segment":
+            worker.segment(request)
+        else:
+            emit({"event": "error", "id": request.get("id"), "message": f"unknown request {request.get('request')!r}",
+                  "details": ""})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m SpineSegDiffLib.worker [--models DIR]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="SpineSegDiffLib.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=None, help="model folder (default: the bundled models)")
+    args = parser.parse_args(argv)
+    return serve(sys.stdin, protocol_stream(), args.models)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
