@@ -30,6 +30,7 @@ from slicer.util import VTKObservationMixin
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.labels import STRUCTURES, by_key
 from SpineSegDiffLib.options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES
+from SpineSegDiffSlicer import install
 from SpineSegDiffSlicer import logic as core
 from SpineSegDiffSlicer.worker_client import WorkerClient
 
@@ -343,22 +344,24 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         return None
 
     def ensureRequirements(self) -> bool:
-        """Install missing Python packages after asking the user; True when everything is importable."""
-        missing = core.missing_requirements()
+        """Refuse too old a Slicer; install missing or outdated packages after asking. True when all is ready."""
+        tooOld = install.unsupported_python_message()
+        if tooOld:
+            slicer.util.errorDisplay(tooOld, windowTitle="SpineSegDiff")
+            return False
+        missing = install.missing_or_outdated()
         if not missing:
             return True
-        question = ("SpineSegDiff needs these Python packages, which are not installed yet:\n\n  "
-                    + "\n  ".join(missing) + "\n\nInstall them now? This downloads up to a few GB and can take "
-                    "several minutes; Slicer is busy meanwhile.")
+        question = ("SpineSegDiff needs these Python packages, which are missing or outdated:\n\n  "
+                    + "\n  ".join(missing) + "\n\nInstall them now? PyTorch comes from the PyTorch extension; this "
+                    "downloads up to a few GB and can take several minutes; Slicer is busy meanwhile.")
         if not slicer.util.confirmOkCancelDisplay(question, windowTitle="SpineSegDiff"):
             return False
-        with slicer.util.WaitCursor():
-            installRequirements(missing)
-        importlib.invalidate_caches()
-        still = core.missing_requirements()
-        if still:
-            slicer.util.errorDisplay("Could not install: " + ", ".join(still) + ". See the Python console.")
-        return not still
+        with slicer.util.tryWithErrorDisplay("SpineSegDiff could not install its Python packages.", waitCursor=True):
+            install.install(missing, slicer.util.pip_install, installTorchWithExtension)
+            importlib.invalidate_caches()
+            return True
+        return False
 
     def workerClient(self) -> WorkerClient:
         """The client of the worker process (the process itself starts with the first request)."""
@@ -433,33 +436,14 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
             editor.setCurrentSegmentID(segmentId)
 
 
-def installRequirements(requirements: list[str]) -> None:
-    """torch through the PyTorch extension when present, the rest with Slicer's pip helpers."""
-    if any(r.startswith("torch") for r in requirements) and installTorchWithExtension():
-        requirements = [r for r in requirements if not r.startswith("torch")]
-    if not requirements:
-        return
-    pipEnsure = findPipEnsure()
-    if pipEnsure is None:
-        slicer.util.pip_install(requirements)
-        return
-    from packaging.requirements import Requirement
-
-    parsed = [Requirement(r) for r in requirements]
-    # SimpleITK comes with Slicer and torch (when present) with the PyTorch extension: pip must not replace them
-    skip = ["SimpleITK"] + ([] if any(r.name == "torch" for r in parsed) else ["torch"])
-    try:
-        pipEnsure(parsed, skip_packages=skip, requester="SpineSegDiff")
-    except TypeError:  # an older pip_ensure without these keywords
-        pipEnsure(parsed)
-
-
-def installTorchWithExtension() -> bool:
+def installTorchWithExtension(requirement: str) -> bool:
+    """torch through the PyTorch extension (it picks the build for this GPU); False without the extension."""
     try:
         import PyTorchUtils
     except ImportError:
         return False
-    return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is not None
+    logic = PyTorchUtils.PyTorchUtilsLogic()
+    return logic.installTorch(askConfirmation=False, torchVersionRequirement=requirement) is not None
 
 
 def findPipEnsure():
@@ -519,7 +503,7 @@ class SpineSegDiffTest(ScriptedLoadableModuleTest):
 
     def test_SegmentAndCancel(self) -> None:
         """A whole run in the worker process, then a cancel that leaves the scene unchanged."""
-        if core.missing_requirements():
+        if install.missing_or_outdated():
             self.delayDisplay("Python dependencies not installed: whole-run test skipped")
             return
         volume = self.syntheticVolume()
