@@ -1,6 +1,10 @@
+import pytest
 import torch
+from conftest import REPO
 
+from SpineSegDiffLib.models import open_model_folder
 from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet, timestep_embedding
+from SpineSegDiffLib.refiner import load_network
 
 
 def test_2d_and_3d_share_the_code_and_keep_shapes():
@@ -27,35 +31,23 @@ def test_time_embedding_distinguishes_steps():
     assert not torch.allclose(e[0], e[1])
 
 
-def test_blocks_match_monai_basic_unet_blocks():
-    """Same parameter names and the same outputs as MONAI's TwoConv / Down / UpCat from the same weights."""
+@pytest.mark.parametrize("name", ["spinesegdiff-2d-t2", "spinesegdiff-3d-t2"])
+def test_bundled_weights_load_into_monai_basic_unet_blocks(name):
     from monai.networks.nets import basic_unet
 
-    from SpineSegDiffLib.networks import UpCat, down, two_conv
-
-    act, norm = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True}), ("instance", {"affine": True})
-    torch.manual_seed(0)
-    for dims, shape in ((2, (16, 24)), (3, (8, 16, 16))):
-        pairs = [
-            (two_conv(dims, 3, 5), basic_unet.TwoConv(dims, 3, 5, act, norm, True), (3,)),
-            (down(dims, 3, 5), basic_unet.Down(dims, 3, 5, act, norm, True), (3,)),
-        ]
-        for ours, theirs, (channels,) in pairs:
-            theirs.load_state_dict(ours.state_dict(), strict=True)
-            x = torch.randn(2, channels, *shape)
-            assert torch.allclose(ours.eval()(x), theirs.eval()(x), atol=1e-6)
-        ours_up = UpCat(dims, 8, 4, 4, halves=True)
-        theirs_up = basic_unet.UpCat(dims, 8, 4, 4, act, norm, True, halves=True)
-        theirs_up.load_state_dict(ours_up.state_dict(), strict=True)
-        x, skip = torch.randn(2, 8, *[s // 2 for s in shape]), torch.randn(2, 4, *shape)
-        ours_out = ours_up.convs(torch.cat([skip, ours_up.upsample(x)], dim=1))
-        assert torch.allclose(ours_out, theirs_up.eval()(x, skip), atol=1e-6)
+    net = load_network(open_model_folder(REPO / "Resources" / "Models" / name, "diffusion"), torch.device("cpu"))
+    assert isinstance(net.image_encoder.conv_0, basic_unet.TwoConv)
+    assert all(isinstance(down, basic_unet.Down) for down in net.image_encoder.downs)
+    assert all(isinstance(up.up, basic_unet.UpCat) for up in net.denoiser.ups)
 
 
-def test_importing_the_network_does_not_import_monai():
+def test_importing_the_diffusion_modules_does_not_import_monai():
+    """MONAI comes in when a network or scheduler is built, not on import."""
     import subprocess
     import sys
 
-    code = "import sys, SpineSegDiffLib.networks, SpineSegDiffLib.sampling; print('monai' in sys.modules)"
+    modules = "networks, sampling, refiner, volumetric, model_settings, model_set"
+    imports = ", ".join(f"SpineSegDiffLib.{name}" for name in modules.split(", "))
+    code = f"import sys, {imports}; print('monai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

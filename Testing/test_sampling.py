@@ -2,15 +2,7 @@ import pytest
 import torch
 
 from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
-from SpineSegDiffLib.sampling import (
-    SCHEDULES,
-    NoiseSchedule,
-    SamplingOptions,
-    ddim_step,
-    make_scheduler,
-    refine,
-    timestep_pairs,
-)
+from SpineSegDiffLib.sampling import SCHEDULES, SamplingOptions, ddim_step, make_scheduler, refine, timestep_pairs
 
 
 def test_timestep_pairs_run_from_t_start_to_clean():
@@ -50,7 +42,7 @@ def _tiny_refine(seed: int, sample_batch: int = 2):
     preseg = torch.zeros(1, 4, 32, 32)
     preseg[:, 0] = 1
     options = SamplingOptions(samples=3, steps=3, fused_steps=2, t_start=6, seed=seed, sample_batch=sample_batch)
-    return refine(net, NoiseSchedule(10), image, preseg, options)
+    return refine(net, make_scheduler(10), image, preseg, options)
 
 
 def test_same_seed_same_result_and_batching_does_not_matter():
@@ -78,27 +70,27 @@ def test_images_refined_together_match_each_refined_alone():
     images = torch.rand(3, 1, 32, 32)
     presegs = torch.nn.functional.one_hot(torch.randint(0, 4, (3, 32, 32)), 4).permute(0, 3, 1, 2).float()
     options = SamplingOptions(samples=2, steps=2, fused_steps=2, t_start=6, sample_batch=4)
-    together = refine(net, NoiseSchedule(10), images, presegs, options)
-    alone = refine(net, NoiseSchedule(10), images[:1], presegs[:1], options)
+    together = refine(net, make_scheduler(10), images, presegs, options)
+    alone = refine(net, make_scheduler(10), images[:1], presegs[:1], options)
     assert together[0].shape == (3, 4, 32, 32) and together[1].shape == (3, 32, 32)
     for batched, single in zip(together, alone):
         assert torch.allclose(batched[:1], single, atol=1e-5)
-    swapped = refine(net, NoiseSchedule(10), images.flip(0), presegs, options)
+    swapped = refine(net, make_scheduler(10), images.flip(0), presegs, options)
     assert not torch.allclose(swapped[0][0], together[0][0], atol=1e-3)
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
-def test_noise_schedules_match_monai(schedule):
-    from monai.networks.schedulers.ddim import DDIMScheduler
+def test_each_config_schedule_is_a_monai_x0_ddim_scheduler(schedule):
+    from monai.networks.schedulers import DDIMScheduler
 
-    for t in (10, 30, 50):
-        monai_scheduler = DDIMScheduler(num_train_timesteps=t, schedule=schedule)
-        ours = NoiseSchedule(t, schedule)
-        assert torch.allclose(ours.alphas_cumprod, monai_scheduler.alphas_cumprod, atol=1e-7)
-        x0, noise, steps = torch.rand(3, 4, 8, 8), torch.randn(3, 4, 8, 8), torch.tensor([0, t // 2, t - 1])
-        assert torch.allclose(ours.add_noise(x0, noise, steps), monai_scheduler.add_noise(x0, noise, steps), atol=1e-6)
+    scheduler = make_scheduler(30, schedule)
+    assert isinstance(scheduler, DDIMScheduler) and scheduler.prediction_type == "sample"
+    alphas = scheduler.alphas_cumprod
+    assert alphas.shape == (30,) and bool((alphas[1:] < alphas[:-1]).all())
+    others = [make_scheduler(30, other).alphas_cumprod for other in SCHEDULES if other != schedule]
+    assert not any(torch.allclose(alphas, other) for other in others)
 
 
 def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="unknown noise schedule"):
-        NoiseSchedule(30, "sigmoid")
+        make_scheduler(30, "sigmoid")

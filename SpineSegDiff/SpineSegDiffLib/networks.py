@@ -8,27 +8,23 @@
 Instance norm and LeakyReLU(0.1) throughout, as in the paper. ``spatial_dims`` picks 2D or 3D: the
 volumetric Diff-UNet is the same code.
 
-The blocks (:func:`two_conv`, :func:`down`, :class:`UpCat`) are MONAI's ``basic_unet`` ``TwoConv``,
-``Down`` and ``UpCat`` with the same layers and parameter names (``Testing/test_networks.py`` checks
-that both give the same outputs from the same weights). They are written out here because importing
-any MONAI module runs MONAI's package ``__init__``, which loads most of MONAI (2.5 s of start-up).
+The blocks are MONAI's ``basic_unet`` ``TwoConv``, ``Down`` and ``UpCat``. MONAI is imported when a
+network is built, not when this module is imported: importing the library, reading model folders
+and presegmentation-only runs do not load MONAI.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-CONV_TRANSPOSE = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-INSTANCE_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
-MAX_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
-NEGATIVE_SLOPE = 0.1
+ACT = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
+NORM = ("instance", {"affine": True})
 TIME_DIM = 128
 TIME_HIDDEN = 512
 
@@ -47,35 +43,11 @@ class NetworkConfig:
             raise ValueError("features needs 6 widths: 5 encoder levels and the last decoder level")
 
 
-def conv_norm_act(spatial_dims: int, in_ch: int, out_ch: int) -> nn.Sequential:
-    """3^d convolution, instance norm, LeakyReLU(0.1): MONAI ``Convolution`` (``conv`` + ``adn.N``, ``adn.A``)."""
-    adn = nn.Sequential(OrderedDict(N=INSTANCE_NORM[spatial_dims](out_ch, affine=True),
-                                    A=nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)))
-    return nn.Sequential(OrderedDict(conv=CONV[spatial_dims](in_ch, out_ch, 3, padding=1), adn=adn))
+def _basic_unet() -> ModuleType:
+    """MONAI's ``monai.networks.nets.basic_unet`` (its blocks build every network here)."""
+    from monai.networks.nets import basic_unet as module
 
-
-def two_conv(spatial_dims: int, in_ch: int, out_ch: int) -> nn.Sequential:
-    """MONAI ``TwoConv``: ``conv_0``, ``conv_1``; keeps the spatial size."""
-    return nn.Sequential(OrderedDict(conv_0=conv_norm_act(spatial_dims, in_ch, out_ch),
-                                     conv_1=conv_norm_act(spatial_dims, out_ch, out_ch)))
-
-
-def down(spatial_dims: int, in_ch: int, out_ch: int) -> nn.Sequential:
-    """MONAI ``Down``: 2x max-pooling, then ``TwoConv``; halves the spatial size."""
-    return nn.Sequential(OrderedDict(max_pooling=MAX_POOL[spatial_dims](2),
-                                     convs=two_conv(spatial_dims, in_ch, out_ch)))
-
-
-class UpCat(nn.Module):
-    """MONAI ``UpCat`` layers: a 2x transposed convolution (``upsample.deconv``) and ``convs`` over
-    ``cat(skip, upsampled)``; the forward pass is :class:`TimedUpCat`'s."""
-
-    def __init__(self, spatial_dims: int, in_ch: int, cat_ch: int, out_ch: int, halves: bool = True) -> None:
-        super().__init__()
-        up_ch = in_ch // 2 if halves else in_ch
-        self.upsample = nn.Sequential(OrderedDict(
-            deconv=CONV_TRANSPOSE[spatial_dims](in_ch, up_ch, kernel_size=2, stride=2)))
-        self.convs = two_conv(spatial_dims, cat_ch + up_ch, out_ch)
+    return module
 
 
 def timestep_embedding(t: torch.Tensor, dim: int = TIME_DIM) -> torch.Tensor:
@@ -95,7 +67,7 @@ class TimedTwoConv(nn.Module):
 
     def __init__(self, spatial_dims: int, in_ch: int, out_ch: int) -> None:
         super().__init__()
-        self.convs = two_conv(spatial_dims, in_ch, out_ch)
+        self.convs = _basic_unet().TwoConv(spatial_dims, in_ch, out_ch, ACT, NORM, True)
         self.time = nn.Linear(TIME_HIDDEN, out_ch)
         self.spatial_dims = spatial_dims
 
@@ -109,7 +81,7 @@ class TimedDown(nn.Module):
 
     def __init__(self, spatial_dims: int, in_ch: int, out_ch: int) -> None:
         super().__init__()
-        self.down = down(spatial_dims, in_ch, out_ch)
+        self.down = _basic_unet().Down(spatial_dims, in_ch, out_ch, ACT, NORM, True)
         self.time = nn.Linear(TIME_HIDDEN, out_ch)
         self.spatial_dims = spatial_dims
 
@@ -124,7 +96,7 @@ class TimedUpCat(nn.Module):
 
     def __init__(self, spatial_dims: int, in_ch: int, cat_ch: int, out_ch: int, halves: bool = True):
         super().__init__()
-        self.up = UpCat(spatial_dims, in_ch, cat_ch, out_ch, halves)
+        self.up = _basic_unet().UpCat(spatial_dims, in_ch, cat_ch, out_ch, ACT, NORM, True, halves=halves)
         self.time = nn.Linear(TIME_HIDDEN, out_ch)
         self.spatial_dims = spatial_dims
 
@@ -141,9 +113,9 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
-        f, d = config.features, config.spatial_dims
-        self.conv_0 = two_conv(d, config.image_channels, f[0])
-        self.downs = nn.ModuleList(down(d, f[i], f[i + 1]) for i in range(4))
+        f, d, blocks = config.features, config.spatial_dims, _basic_unet()
+        self.conv_0 = blocks.TwoConv(d, config.image_channels, f[0], ACT, NORM, True)
+        self.downs = nn.ModuleList(blocks.Down(d, f[i], f[i + 1], ACT, NORM, True) for i in range(4))
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         features = [self.conv_0(image)]
@@ -157,6 +129,8 @@ class Denoiser(nn.Module):
     image features) -> (B, K, *spatial)``. Image and features with batch 1 broadcast over B."""
 
     def __init__(self, config: NetworkConfig) -> None:
+        from monai.networks.layers.factories import Conv
+
         super().__init__()
         f, d = config.features, config.spatial_dims
         self.time_mlp = nn.Sequential(
@@ -168,7 +142,7 @@ class Denoiser(nn.Module):
             [TimedUpCat(d, f[4], f[3], f[3]), TimedUpCat(d, f[3], f[2], f[2]),
              TimedUpCat(d, f[2], f[1], f[1]), TimedUpCat(d, f[1], f[0], f[5], halves=False)]
         )
-        self.final = CONV[d](f[5], config.num_classes, kernel_size=1)
+        self.final = Conv["conv", d](f[5], config.num_classes, kernel_size=1)
 
     def forward(self, x_t, t, image, image_features):
         time = self.time_mlp(timestep_embedding(t))

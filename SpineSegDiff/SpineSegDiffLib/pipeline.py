@@ -108,6 +108,7 @@ class Segmenter:
         if not isinstance(image, sitk.Image):
             raise SpineSegDiffError("segment() takes a SimpleITK image", "read it with SpineSegDiffLib.io.read_volume")
         self.models.check(options)
+        self.refiner_for(options)  # a diffusion model loads on first use, before the timed stages
         progress = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
         start = clock = time.perf_counter()

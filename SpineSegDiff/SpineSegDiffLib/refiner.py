@@ -13,7 +13,7 @@ from .model_settings import diffusion_settings, preprocessing_settings
 from .models import ModelFolder
 from .networks import NetworkConfig, SpineSegDiffNet
 from .postprocess import one_hot, roi_columns
-from .sampling import NoiseSchedule, SamplingOptions, refine
+from .sampling import SamplingOptions, make_scheduler, refine
 
 
 def image_to_network(image: np.ndarray, maximum: float) -> np.ndarray:
@@ -30,7 +30,7 @@ class ModelSampler:
         self.settings = diffusion_settings(model.config, model.path)
         self.preprocessing = preprocessing_settings(model.config, model.path)
         self.net = load_network(model, device)
-        self.scheduler = NoiseSchedule(self.settings.num_train_timesteps, self.settings.schedule)
+        self.scheduler = make_scheduler(self.settings.num_train_timesteps, self.settings.schedule)
         self.t_start_default = self.settings.t_start
 
     def network_image(self, images: np.ndarray) -> np.ndarray:

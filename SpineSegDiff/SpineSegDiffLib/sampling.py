@@ -1,24 +1,27 @@
 """DDIM refinement of a presegmentation: S chains, batched, started from the noised presegmentation.
 
-The noise schedules are MONAI's (``monai.networks.schedulers``: cosine, linear and scaled linear
-betas); :class:`NoiseSchedule` computes the same ``alphas_cumprod`` without importing MONAI, whose
-package ``__init__`` loads most of MONAI (``Testing/test_sampling.py`` checks both agree). We pick the
+The noise schedule is MONAI's ``DDIMScheduler`` (:func:`make_scheduler`: cosine, linear or scaled
+linear betas, x0 prediction); it gives ``alphas_cumprod`` and the forward noising. We pick the
 timestep pairs ourselves: MONAI spaces ``set_timesteps`` with linspace but ``step()`` always jumps by
 ``T // n``, and the two disagree when ``n`` does not divide ``T``. :func:`ddim_step` is the DDIM
-update (Song et al. 2021, eq. 12) for an explicit pair ``(t, t_prev)``, on ``alphas_cumprod`` read
-once per image as Python floats, so the sampling loop never waits on the GPU.
+update (Song et al. 2021, eq. 12) for an explicit pair ``(t, t_prev)`` on MONAI's ``alphas_cumprod``,
+read once per image as Python floats, so the sampling loop never waits on the GPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .fusion import StepFusion
 from .networks import SpineSegDiffNet
+
+if TYPE_CHECKING:
+    from monai.networks.schedulers import DDIMScheduler
 
 
 @dataclass(frozen=True)
@@ -47,46 +50,19 @@ class SamplingOptions:
 
 
 SCHEDULES = ("cosine", "linear_beta", "scaled_linear_beta")
-"""Noise schedules, by MONAI's names (with MONAI's default beta range for the linear ones)."""
-BETA_RANGE = (1e-4, 2e-2)
-COSINE_OFFSET = 8e-3
+"""Noise schedules a model config may name: MONAI's ``NoiseSchedules`` names (with MONAI's default beta
+range for the linear ones), passed to :func:`make_scheduler` as they are."""
 
 
-class NoiseSchedule:
-    """``alphas_cumprod`` (float32, ``(T,)``) of one of :data:`SCHEDULES`, and the forward noising.
-
-    Same values as MONAI's ``Scheduler(num_train_timesteps=T, schedule=name)``.
-    """
-
-    def __init__(self, num_train_timesteps: int, schedule: str = "cosine") -> None:
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown noise schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
-        t = num_train_timesteps
-        if schedule == "cosine":  # Nichol & Dhariwal 2021, eq. 17, betas clipped at 0.999
-            x = torch.linspace(0, t, t + 1)
-            f = torch.cos((x / t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * torch.pi * 0.5) ** 2
-            f = f / f[0].item()
-            betas = torch.clip(1.0 - f[1:] / f[:-1], 0.0, 0.999)
-        elif schedule == "linear_beta":
-            betas = torch.linspace(*BETA_RANGE, t, dtype=torch.float32)
-        else:
-            betas = torch.linspace(BETA_RANGE[0] ** 0.5, BETA_RANGE[1] ** 0.5, t, dtype=torch.float32) ** 2
-        self.num_train_timesteps = t
-        self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-
-    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise`` per sample; ``timesteps`` ``(B,)``, shapes of ``x0``."""
-        a = self.alphas_cumprod.to(x0.device, x0.dtype)[timesteps.to(x0.device)]
-        a = a.reshape(-1, *([1] * (x0.dim() - 1)))
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
-
-
-def make_scheduler(num_train_timesteps: int):
-    """MONAI's cosine, x0-predicting ``DDIMScheduler`` (used for training; MONAI is imported here)."""
-    from monai.networks.schedulers.ddim import DDIMScheduler
+def make_scheduler(num_train_timesteps: int, schedule: str = "cosine") -> DDIMScheduler:
+    """MONAI's x0-predicting ``DDIMScheduler`` with ``T = num_train_timesteps`` and one of :data:`SCHEDULES`;
+    the same for training and inference. MONAI is imported here, on first use."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown noise schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+    from monai.networks.schedulers import DDIMScheduler
 
     return DDIMScheduler(
-        num_train_timesteps=num_train_timesteps, schedule="cosine", prediction_type="sample", clip_sample=True
+        num_train_timesteps=num_train_timesteps, schedule=schedule, prediction_type="sample", clip_sample=True
     )
 
 
@@ -135,14 +111,14 @@ def _logits_for_all_chains(net, x_t, t, image, features, samples: int, batch: in
 
 @torch.inference_mode()
 def refine(
-    net: SpineSegDiffNet, scheduler: NoiseSchedule, image: torch.Tensor, presegmentation: torch.Tensor,
+    net: SpineSegDiffNet, scheduler: DDIMScheduler, image: torch.Tensor, presegmentation: torch.Tensor,
     options: SamplingOptions, on_step: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refine the presegmentations of B images with S DDIM chains each and fuse each image's chains.
 
     Args:
         net: the dual-encoder network, on the target device.
-        scheduler: a :class:`NoiseSchedule` (or MONAI scheduler) with ``alphas_cumprod`` and ``add_noise``.
+        scheduler: from :func:`make_scheduler` (its ``alphas_cumprod`` and ``add_noise`` are used).
         image: ``(B, C, *spatial)`` normalised images (B = 1 in central mode).
         presegmentation: ``(B, K, *spatial)`` one-hot presegmentations in {0, 1}.
         options: sampling options; ``sample_batch`` chains (of any images) go through the network per call.

@@ -69,7 +69,7 @@ class VolumeRefiner(ModelSampler):
 
     def _infer(self, volume: torch.Tensor, options: SamplingOptions, on_progress) -> torch.Tensor:
         """Sliding-window refinement: ``(1, 1 + K, D, H, W) -> (1, 2K + 1, D, H, W)``."""
-        from monai.inferers import SlidingWindowInferer  # MONAI's package import is slow: only in volume mode
+        from monai.inferers import SlidingWindowInferer
 
         roi = tuple(min(r, s) for r, s in zip(self.roi_size, volume.shape[2:]))
         total = window_count(volume.shape[2:], roi, self.overlap)
