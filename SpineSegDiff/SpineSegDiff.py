@@ -85,6 +85,7 @@ class SpineSegDiffParameterNode:
     seed: Annotated[int, WithinRange(0, 999999)] = 0
     heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
     reviewThreshold: Annotated[float, WithinRange(0.05, 1.0)] = 0.5
+    newOutputNodes: bool = False
     outputSegmentation: vtkMRMLSegmentationNode
     outputHeatmap: vtkMRMLScalarVolumeNode
 
@@ -121,7 +122,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.centralRadioButton.connect("toggled(bool)", self._onModeChanged)
         self.ui.slicesRadioButton.connect("toggled(bool)", self._onModeChanged)
         self.ui.volumetricRadioButton.connect("toggled(bool)", self._onModeChanged)
-        self.ui.refreshRegionsButton.connect("clicked(bool)", self.updateRegionsTable)
+        self.ui.refreshRegionsButton.connect("clicked(bool)", self.onRefreshRegions)
         self.ui.regionsTable.connect("cellClicked(int,int)", self.onRegionClicked)
         self.ui.editSegmentButton.connect("clicked(bool)", self.onEditInSegmentEditor)
         self._setRunning(False)
@@ -246,8 +247,8 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.discardJob(job)
             return
         with slicer.util.tryWithErrorDisplay("SpineSegDiff could not load the result.", waitCursor=True):
-            nodes, report = self.logic.loadResult(volume, job, event["files"])
             parameterNode = self._parameterNode or self.logic.getParameterNode()
+            nodes, report = self.logic.loadResult(volume, job, event["files"], parameterNode.newOutputNodes)
             parameterNode.outputSegmentation = nodes.segmentation
             parameterNode.outputHeatmap = nodes.heatmap
             self.logic.showResults(volume, nodes, report, parameterNode.heatmapOpacity)
@@ -266,8 +267,13 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- review --------------------------------------------------------------------------------------------
 
+    def onRefreshRegions(self) -> None:
+        """Recompute the regions from the current segments (e.g. after edits), then list them."""
+        self.logic.review.invalidate()
+        self.updateRegionsTable()
+
     def updateRegionsTable(self) -> None:
-        """List the most uncertain regions of the current result."""
+        """List the most uncertain regions of the current result (computed once per result, then filtered)."""
         node = self._parameterNode
         table = self.ui.regionsTable
         table.setRowCount(0)
@@ -331,6 +337,7 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self.modelsDir = modelsDir  # None: the bundled models (Resources/Models)
         self.worker = None  # WorkerClient, created on the first run
+        self.review = core.ReviewCache(slicer.mrmlScene, MAX_REGIONS)
         self._inputDir = None
 
     def getParameterNode(self):
@@ -404,10 +411,15 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
             shutil.rmtree(self._inputDir, ignore_errors=True)
             self._inputDir = None
 
-    def loadResult(self, volumeNode, job, files: dict):
-        """Result nodes from the worker's files (then the files are removed) and the run's report."""
+    def loadResult(self, volumeNode, job, files: dict, newNodes: bool = False):
+        """Result nodes from the worker's files (then the files are removed) and the run's report.
+
+        The previous result's nodes on the same volume are updated unless ``newNodes``.
+        """
         try:
-            return core.load_result_nodes(slicer.mrmlScene, volumeNode, files), core.read_report(files)
+            nodes = core.load_result_nodes(slicer.mrmlScene, volumeNode, files, new_nodes=newNodes)
+            self.review.invalidate()
+            return nodes, core.read_report(files)
         finally:
             self.discardJob(job)
 
@@ -421,8 +433,8 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
             slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
 
     def reviewRegions(self, segmentationNode, heatmapNode, threshold: float):
-        return core.review_regions(slicer.mrmlScene, core.ResultNodes(segmentationNode, heatmapNode), threshold,
-                                   MAX_REGIONS)
+        """The regions at ``threshold``: computed on the first call for a result, then only filtered."""
+        return self.review.regions(core.ResultNodes(segmentationNode, heatmapNode), threshold)
 
     def selectSegment(self, segmentationNode, segmentId: str | None) -> None:
         """Make the Segment Editor edit this segmentation (and segment) on the volume it was made from."""

@@ -228,7 +228,7 @@ def test_saved_results_are_a_seg_nrrd_and_a_heatmap_on_the_input_grid(logic_run,
 
 def test_review_regions_come_from_the_nodes_with_their_ras_centres(logic_run):
     scene, volume, nodes, result, _ = logic_run
-    regions = logic.review_regions(scene, nodes, threshold=0.1, max_regions=5)
+    regions = logic.ReviewCache(scene, max_regions=5).regions(nodes, threshold=0.1)
     assert 1 <= len(regions) <= 5
     scores = [region.score for region, _ in regions]
     assert scores == sorted(scores, reverse=True)

@@ -94,28 +94,76 @@ def uncertain_regions(heatmap: np.ndarray, labels: np.ndarray, spacing: Sequence
     Returns:
         Regions sorted by ``mean_uncertainty x size_mm`` (descending).
     """
-    heatmap = np.asarray(heatmap, dtype=np.float32)
-    labels = np.asarray(labels)
+    heatmap, labels, measure = _checked(heatmap, labels, spacing)
+    return _regions_above(heatmap, labels, measure, threshold, max_regions, min_voxels)
+
+
+def _checked(heatmap, labels, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray, tuple[float, str]]:
+    """Heatmap (float32) and labels as arrays of the same shape, with the measure of one voxel."""
+    heatmap, labels = np.asarray(heatmap, dtype=np.float32), np.asarray(labels)
     if heatmap.shape != labels.shape:
         raise ValueError(f"heatmap {heatmap.shape} and labels {labels.shape} must have the same shape")
-    components, count = ndimage.label(heatmap >= threshold)
-    if count == 0 or max_regions < 1:
+    return heatmap, labels, voxel_measure(spacing, planar_axis(heatmap))
+
+
+def _regions_above(heatmap: np.ndarray, labels: np.ndarray, measure: tuple[float, str], threshold: float,
+                   max_regions: int, min_voxels: int = 1) -> list[Region]:
+    """:func:`uncertain_regions` with the voxel measure given, computed inside the bounding box of the mask."""
+    mask = heatmap >= threshold
+    box = ndimage.find_objects(mask.astype(np.int8))
+    if not box or max_regions < 1:
         return []
+    offset = np.array([s.start for s in box[0]], dtype=float)
+    heatmap, labels = heatmap[box[0]], labels[box[0]]
+    components, count = ndimage.label(mask[box[0]])
     index = np.arange(1, count + 1)
-    voxels = ndimage.sum_labels(np.ones_like(heatmap), components, index)
+    ones = np.ones_like(heatmap)
+    voxels = ndimage.sum_labels(ones, components, index)
     means = ndimage.mean(heatmap, components, index)
-    centres = ndimage.center_of_mass(np.ones_like(heatmap), components, index)
-    per_voxel, unit = voxel_measure(spacing, planar_axis(heatmap))
-    objects = ndimage.find_objects(components)
+    centres = ndimage.center_of_mass(ones, components, index)
+    per_voxel, unit = measure
     regions = []
-    for n, (count_n, mean_n, centre_n, box) in enumerate(zip(voxels, means, centres, objects), start=1):
+    for n, (count_n, mean_n, centre_n, part) in enumerate(
+            zip(voxels, means, centres, ndimage.find_objects(components)), start=1):
         if count_n < min_voxels:
             continue
-        in_region = labels[box][components[box] == n]
+        in_region = labels[part][components[part] == n]
         regions.append(Region(
             structure_key=dominant_structure(in_region), size_mm=round(float(count_n) * per_voxel, 3),
-            mean_uncertainty=round(float(mean_n), 4), centroid_ijk=tuple(float(c) for c in reversed(centre_n)),
+            mean_uncertainty=round(float(mean_n), 4),
+            centroid_ijk=tuple(float(c) for c in reversed(np.asarray(centre_n) + offset)),
             voxel_count=int(count_n), unit=unit,
         ))
     regions.sort(key=lambda r: r.score, reverse=True)
     return regions[:max_regions]
+
+
+REVIEW_LEVELS = tuple(round(0.05 * n, 2) for n in range(1, 21))
+"""Thresholds the review list is computed for, once per result: the module's slider steps (0.05 .. 1.0)."""
+
+
+@dataclass(frozen=True)
+class RegionsByLevel:
+    """The review regions of one result for every threshold of ``levels``, computed once.
+
+    A threshold slider then only picks a precomputed list (:meth:`at`); nothing is relabelled.
+    """
+
+    levels: tuple[float, ...]
+    regions: tuple[tuple[Region, ...], ...]
+
+    def at(self, threshold: float) -> list[Region]:
+        """The regions of the highest level not above ``threshold`` (the lowest level below all of them)."""
+        index = max((n for n, level in enumerate(self.levels) if level <= threshold + 1e-9), default=0)
+        return list(self.regions[index])
+
+
+def regions_by_level(heatmap: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
+                     levels: Sequence[float] = REVIEW_LEVELS, max_regions: int = 20) -> RegionsByLevel:
+    """:func:`uncertain_regions` at each of ``levels`` (ascending), for a slider that filters without recomputing."""
+    ordered = tuple(sorted(float(level) for level in levels))
+    if not ordered:
+        raise ValueError("at least one review level is needed")
+    heatmap, labels, measure = _checked(heatmap, labels, spacing)
+    found = tuple(tuple(_regions_above(heatmap, labels, measure, level, max_regions)) for level in ordered)
+    return RegionsByLevel(ordered, found)

@@ -38,6 +38,8 @@ SEGMENTATION_SUFFIX = " SpineSegDiff"
 HEATMAP_SUFFIX = " uncertainty"
 ROLE_ATTRIBUTE = "SpineSegDiff.Role"
 """Node attribute marking what a node is (``segmentation`` or ``uncertainty``), e.g. to skip heatmaps as inputs."""
+INPUT_ROLE = "SpineSegDiff.Input"
+"""Node reference from a result node to the volume it was made from (to update it on the next run)."""
 
 
 def missing_requirements() -> list[str]:
@@ -83,11 +85,16 @@ def write_input(volume_node, folder: Path) -> Path:
     return path
 
 
-def load_result_nodes(scene, volume_node, files: dict[str, str], closed_surface: bool = True) -> ResultNodes:
-    """The worker's labelmap and heatmap files as nodes on the input volume's grid (nothing added on failure)."""
+def load_result_nodes(scene, volume_node, files: dict[str, str], closed_surface: bool = True,
+                      new_nodes: bool = False) -> ResultNodes:
+    """The worker's labelmap and heatmap files as nodes on the input volume's grid (nothing added on failure).
+
+    The nodes of the previous result on the same volume are updated in place unless ``new_nodes``.
+    """
     labels = sitk.ReadImage(files["labels"])
     heatmap = sitk.ReadImage(files["uncertainty"])
-    return add_result_nodes(scene, volume_node, labels, heatmap, closed_surface)
+    reuse = None if new_nodes else previous_result_nodes(scene, volume_node)
+    return add_result_nodes(scene, volume_node, labels, heatmap, closed_surface, reuse)
 
 
 def read_report(files: dict[str, str]) -> dict:
@@ -97,8 +104,13 @@ def read_report(files: dict[str, str]) -> dict:
 
 
 def add_result_nodes(scene, volume_node, labels: sitk.Image, uncertainty: sitk.Image,
-                     closed_surface: bool = True) -> ResultNodes:
-    """Segmentation and heatmap nodes on the input volume's grid; the scene is left unchanged on failure."""
+                     closed_surface: bool = True, reuse: ResultNodes | None = None) -> ResultNodes:
+    """Segmentation and heatmap nodes on the input volume's grid: ``reuse``'s nodes updated in place, or new
+    ones (then the scene is left unchanged on failure). Both reference the input volume (:data:`INPUT_ROLE`)."""
+    if reuse is not None:
+        mrml.replace_segments(reuse.segmentation, labels, closed_surface)
+        mrml.heatmap_to_volume_node(scene, uncertainty, reuse.heatmap.GetName(), node=reuse.heatmap)
+        return reuse
     name = volume_node.GetName()
     with mrml.removed_on_failure(scene):
         segmentation = mrml.labels_to_segmentation_node(
@@ -106,8 +118,22 @@ def add_result_nodes(scene, volume_node, labels: sitk.Image, uncertainty: sitk.I
         heatmap = mrml.heatmap_to_volume_node(scene, uncertainty, name + HEATMAP_SUFFIX)
         for node, role in ((segmentation, "segmentation"), (heatmap, "uncertainty")):
             node.SetAttribute(ROLE_ATTRIBUTE, role)
+            node.SetNodeReferenceID(INPUT_ROLE, volume_node.GetID())
             mrml.place_like(node, volume_node)
         return ResultNodes(segmentation, heatmap)
+
+
+def previous_result_nodes(scene, volume_node) -> ResultNodes | None:
+    """The segmentation and heatmap of the last result made from ``volume_node``, or None if either is gone."""
+    found = {}
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        role = node.GetAttribute(ROLE_ATTRIBUTE)
+        if role and node.GetNodeReference(INPUT_ROLE) is volume_node:
+            found[role] = node
+    if "segmentation" not in found or "uncertainty" not in found:
+        return None
+    return ResultNodes(found["segmentation"], found["uncertainty"])
 
 
 def processed_slice_ras(labels_node, slice_index: int, sagittal_axis: int) -> tuple[float, float, float]:
@@ -117,18 +143,40 @@ def processed_slice_ras(labels_node, slice_index: int, sagittal_axis: int) -> tu
     return mrml.ijk_to_ras(labels_node, ijk)
 
 
-def review_regions(scene, nodes: ResultNodes, threshold: float = 0.5,
-                   max_regions: int = 20) -> list[tuple[Region, tuple[float, float, float]]]:
-    """The most uncertain regions with their RAS centres, read from the nodes (so user edits count).
+class ReviewCache:
+    """The review regions of the current result: computed once per result, then only filtered by threshold.
 
-    See :func:`~.review.uncertain_regions`; the labels are the current segments on the heatmap's grid.
+    Computing exports the segments to labels and finds the regions at every slider level
+    (:func:`~SpineSegDiffLib.review.regions_by_level`); :meth:`regions` afterwards only picks a list.
+    Call :meth:`invalidate` when the result changes (a new run, edits the user wants counted).
     """
-    from SpineSegDiffLib.review import uncertain_regions
 
-    heatmap = mrml.array_from_volume_node(nodes.heatmap)
-    labels = mrml.segmentation_to_labels(scene, nodes.segmentation, nodes.heatmap)
-    regions = uncertain_regions(heatmap, labels, nodes.heatmap.GetSpacing(), threshold, max_regions)
-    return [(region, mrml.ijk_to_ras(nodes.heatmap, region.centroid_ijk)) for region in regions]
+    def __init__(self, scene, max_regions: int = 20) -> None:
+        self.scene = scene
+        self.max_regions = max_regions
+        self._key: tuple[str, str] | None = None
+        self._levels = None
+        self._ras: dict = {}
+
+    def invalidate(self) -> None:
+        self._key = None
+
+    def regions(self, nodes: ResultNodes, threshold: float) -> list[tuple[Region, tuple[float, float, float]]]:
+        """The most uncertain regions at ``threshold`` with their RAS centres (computed on first use)."""
+        key = (nodes.segmentation.GetID(), nodes.heatmap.GetID())
+        if key != self._key:
+            self._compute(nodes)
+            self._key = key
+        return [(region, self._ras[region]) for region in self._levels.at(threshold)]
+
+    def _compute(self, nodes: ResultNodes) -> None:
+        from SpineSegDiffLib.review import regions_by_level
+
+        heatmap = mrml.array_from_volume_node(nodes.heatmap)
+        labels = mrml.segmentation_to_labels(self.scene, nodes.segmentation, nodes.heatmap)
+        self._levels = regions_by_level(heatmap, labels, nodes.heatmap.GetSpacing(), max_regions=self.max_regions)
+        self._ras = {region: mrml.ijk_to_ras(nodes.heatmap, region.centroid_ijk)
+                     for found in self._levels.regions for region in found}
 
 
 def save_result_nodes(nodes: ResultNodes, out_dir: Path, stem: str) -> dict[str, Path]:

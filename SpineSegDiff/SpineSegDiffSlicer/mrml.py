@@ -97,10 +97,15 @@ def volume_node_from_image(scene, image: sitk.Image, name: str, class_name: str 
     """A new volume node in ``scene`` holding a copy of ``image`` with its geometry and default display."""
     _require_scene(scene)
     node = scene.AddNewNodeByClass(class_name, scene.GenerateUniqueName(name))
-    slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
-    node.SetIJKToRASMatrix(ijk_to_ras_matrix(image))
+    update_volume_node(node, image)
     node.CreateDefaultDisplayNodes()
     return node
+
+
+def update_volume_node(node, image: sitk.Image) -> None:
+    """Replace the voxels and geometry of an existing volume node by those of ``image`` (same node ID)."""
+    slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
+    node.SetIJKToRASMatrix(ijk_to_ras_matrix(image))
 
 
 def _oriented_labelmap(labels: sitk.Image):
@@ -127,7 +132,14 @@ def labels_to_segmentation_node(scene, labels: sitk.Image, reference_volume_node
     if reference_volume_node is not None:
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
         node.SetNodeReferenceID(node.GetReferenceImageGeometryReferenceRole(), reference_volume_node.GetID())
+    replace_segments(node, labels, closed_surface)
+    return node
+
+
+def replace_segments(node, labels: sitk.Image, closed_surface: bool = True) -> None:
+    """Make the node's segments those of ``labels`` (one per structure, IDs = keys); other segments are removed."""
     segmentation = node.GetSegmentation()
+    segmentation.RemoveAllSegments()
     representation = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     segmentation.SetSourceRepresentationName(representation)
     labelmap = _oriented_labelmap(labels)
@@ -142,39 +154,30 @@ def labels_to_segmentation_node(scene, labels: sitk.Image, reference_volume_node
     if closed_surface:
         node.CreateClosedSurfaceRepresentation()
     node.GetDisplayNode().SetVisibility3D(closed_surface)
-    return node
 
 
 def segmentation_to_labels(scene, segmentation_node, reference_volume_node) -> np.ndarray:
     """The segments as one labelmap array ``(k, j, i)`` on the reference volume's grid, values from the table.
 
-    Segments are matched to label values by name; structures whose segment was deleted are simply absent.
+    Segments are matched to label values by segment ID (the structure's key), never by name, so a renamed
+    segment keeps its label; structures whose segment was deleted are simply absent.
     """
     logic = segmentations_logic(scene)
-    ids = vtk.vtkStringArray()
-    for structure in STRUCTURES:
-        if segmentation_node.GetSegmentation().GetSegment(structure.key) is not None:
-            ids.InsertNextValue(structure.key)
-    if ids.GetNumberOfValues() == 0:
+    present = [s for s in STRUCTURES if segmentation_node.GetSegmentation().GetSegment(s.key) is not None]
+    if not present:
         return np.zeros(array_from_volume_node(reference_volume_node).shape, np.uint8)
+    ids = vtk.vtkStringArray()
+    for structure in present:
+        ids.InsertNextValue(structure.key)
     with temporary_nodes(scene):
         labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__spinesegdiff_export__")
-        color_table = _label_color_table(scene)
+        # Without a colour table the n-th segment of ``ids`` is exported as value n (1-based).
         if not logic.ExportSegmentsToLabelmapNode(segmentation_node, ids, labelmap, reference_volume_node,
-                                                  slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, color_table):
+                                                  slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
             raise SpineSegDiffError("the segments could not be exported to a labelmap")
-        return np.array(slicer.util.arrayFromVolume(labelmap), dtype=np.uint8, copy=True)
-
-
-def _label_color_table(scene):
-    """A colour table whose entry ``value`` is named after the structure with that label value."""
-    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", "__spinesegdiff_labels__")
-    table.SetTypeToUser()
-    table.SetNumberOfColors(1 + max(s.value for s in STRUCTURES))
-    table.SetColor(0, "Background", 0.0, 0.0, 0.0, 0.0)
-    for structure in STRUCTURES:
-        table.SetColor(structure.value, structure.name, *structure.color, 1.0)
-    return table
+        exported = np.array(slicer.util.arrayFromVolume(labelmap), dtype=np.int64, copy=True)
+    values = np.array([0] + [s.value for s in present], dtype=np.uint8)
+    return values[exported]
 
 
 def heatmap_color_node(scene):
@@ -193,13 +196,17 @@ def heatmap_color_node(scene):
     return table
 
 
-def heatmap_to_volume_node(scene, heatmap: sitk.Image, name: str):
+def heatmap_to_volume_node(scene, heatmap: sitk.Image, name: str, node=None):
     """A scalar volume of the uncertainty heatmap (0..1) shown with the "Inferno" colour map.
 
     The display window is fixed to 0..1 (so maps from different runs compare) and values below
-    :data:`HEATMAP_VISIBLE_FROM` are transparent in slice views.
+    :data:`HEATMAP_VISIBLE_FROM` are transparent in slice views. An existing ``node`` is updated in place.
     """
-    node = volume_node_from_image(scene, sitk.Cast(heatmap, sitk.sitkFloat32), name)
+    heatmap = sitk.Cast(heatmap, sitk.sitkFloat32)
+    if node is None:
+        node = volume_node_from_image(scene, heatmap, name)
+    else:
+        update_volume_node(node, heatmap)
     display = node.GetDisplayNode()
     display.SetAndObserveColorNodeID(heatmap_color_node(scene).GetID())
     display.AutoWindowLevelOff()
