@@ -458,16 +458,6 @@ def installTorchWithExtension(requirement: str) -> bool:
     return logic.installTorch(askConfirmation=False, torchVersionRequirement=requirement) is not None
 
 
-def findPipEnsure():
-    """``pip_ensure`` from ``slicer.packaging`` or ``slicer.pydeps`` (Slicer >= 5.11), else None."""
-    for name in ("slicer.packaging", "slicer.pydeps"):
-        try:
-            return importlib.import_module(name).pip_ensure
-        except (ImportError, AttributeError):
-            continue
-    return None
-
-
 class SpineSegDiffTest(ScriptedLoadableModuleTest):
     """Self-test inside Slicer: the MRML bridge, then a whole run when the bundled models are installed."""
 

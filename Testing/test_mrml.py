@@ -296,12 +296,6 @@ def test_make_options_maps_zero_to_the_preset_default():
         logic.make_options(mode="volumetric")
 
 
-def test_missing_requirements_lists_only_uninstalled_packages(monkeypatch):
-    assert logic.missing_requirements() == []
-    monkeypatch.setitem(logic.REQUIREMENTS, "surely_not_installed_pkg", "surely-not-installed-pkg>=1")
-    assert logic.missing_requirements() == ["surely-not-installed-pkg>=1"]
-
-
 def test_labels_survive_a_deleted_segment(scene):
     image = synthetic_spine()
     volume = mrml.volume_node_from_image(scene, image, "volume")

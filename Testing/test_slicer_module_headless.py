@@ -7,8 +7,10 @@ ScriptedLoadableModule base classes, the parameter node decorator, the applicati
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import re
 import sys
 import time
 import types
@@ -120,11 +122,53 @@ def test_module_logic_runs_the_worker_and_adds_the_result_nodes(module, scene, t
     assert logic.firstInputVolume() is volume  # the heatmap is never offered as an input
 
 
-def test_find_pip_ensure_prefers_slicer_packaging(module, monkeypatch):
-    packaging = types.ModuleType("slicer.packaging")
-    packaging.pip_ensure = lambda *args, **kwargs: None
-    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
-    assert module.findPipEnsure() is packaging.pip_ensure
+@contextlib.contextmanager
+def _raising_error_display(message: str, waitCursor: bool = False):
+    """Stand-in for the application's error dialog (it needs ``slicer.app``): the error reaches the test."""
+    yield
+
+
+def test_first_click_installs_pinned_packages_without_replacing_slicers_own(module, monkeypatch):
+    """ensureRequirements -> install.install with Slicer's pip_install: --no-deps, then filtered requirements."""
+    from SpineSegDiffSlicer import install
+
+    answers = iter([["nnunetv2==2.8.1"], []])  # before the install, then after it
+    monkeypatch.setattr(install, "missing_or_outdated", lambda: next(answers))
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *args, **kwargs: True)
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", _raising_error_display)
+    pip_calls = []
+    monkeypatch.setattr(slicer.util, "pip_install", pip_calls.append)
+    assert module.SpineSegDiffLogic().ensureRequirements() is True
+    assert pip_calls[0] == "nnunetv2==2.8.1 --no-deps"
+    assert len(pip_calls) == 2  # then nnunetv2's own requirements, in one call
+    names = {re.split(r"[<>=!~\[ ]", item.strip('"'))[0].lower() for item in pip_calls[1].split('" "')}
+    assert names and names.isdisjoint(install.KEEP)
+
+
+def test_declined_install_or_too_old_a_slicer_does_not_segment(module, monkeypatch):
+    from SpineSegDiffSlicer import install
+
+    monkeypatch.setattr(install, "missing_or_outdated", lambda: ["monai==1.6.1"])
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *args, **kwargs: False)
+    monkeypatch.setattr(slicer.util, "pip_install", lambda *args: pytest.fail("installed without consent"))
+    assert module.SpineSegDiffLogic().ensureRequirements() is False
+    shown = []
+    monkeypatch.setattr(install, "unsupported_python_message", lambda: "SpineSegDiff needs 3D Slicer 5.10")
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kwargs: shown.append(text))
+    assert module.SpineSegDiffLogic().ensureRequirements() is False
+    assert shown == ["SpineSegDiff needs 3D Slicer 5.10"]
+
+
+def test_batch_script_refuses_outdated_packages_by_version(module, scene, tmp_path, monkeypatch, capsys):
+    from SpineSegDiffSlicer import install
+
+    batch = _load("batch_segment_slicer", REPO / "Resources" / "Scripts" / "batch_segment_slicer.py", monkeypatch)
+    monkeypatch.setattr(install, "installed_version", {"torch": "2.8.0", "monai": "1.5.0", "nnunetv2": "2.8.1",
+                                                       "scipy": "1.13"}.get)
+    args = batch.parse_arguments(["--", "--input", str(tmp_path), "--output", str(tmp_path / "out")])
+    assert batch.run(args) == 2
+    assert "monai==1.6.1" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
 
 
 def test_batch_script_segments_a_folder_records_failures_and_skips_finished_cases(module, scene, tiny_models,

@@ -20,6 +20,8 @@ use ``Slicer --no-main-window``.
 For batch work without Slicer, the ``spinesegdiff segment`` command line does the same from the core.
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
 from pathlib import Path
@@ -33,6 +35,7 @@ if (MODULE_DIR / "SpineSegDiff.py").is_file() and str(MODULE_DIR) not in sys.pat
 from SpineSegDiffLib.errors import SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.io import check_input, is_image_file, stem_of  # noqa: E402
 from SpineSegDiffLib.options import DEVICES, MODES, PRESET_NAMES  # noqa: E402
+from SpineSegDiffSlicer import install  # noqa: E402
 from SpineSegDiffSlicer import logic as core  # noqa: E402
 
 SCENE_SUFFIXES = (".mrb", ".mrml")
@@ -138,11 +141,23 @@ def segment_case(options, out_dir: Path):
     return work
 
 
+def dependency_problem() -> str | None:
+    """Why this Slicer cannot run the batch (too old, packages missing or outdated by version), or None."""
+    too_old = install.unsupported_python_message()
+    if too_old:
+        return too_old
+    missing = install.missing_or_outdated()
+    if missing:
+        return ("Missing or outdated Python packages: " + ", ".join(missing)
+                + " (open the SpineSegDiff module and click Segment once to install them)")
+    return None
+
+
 def run(args) -> int:
     """Segment every case; returns the exit status."""
-    missing = core.missing_requirements()
-    if missing:
-        print("Missing Python packages: " + ", ".join(missing) + " (open the SpineSegDiff module once to install them)")
+    problem = dependency_problem()
+    if problem:
+        print(problem)
         return 2
     from SpineSegDiffLib.batch import BatchEngine, summary_line
     from SpineSegDiffLib.model_set import open_models

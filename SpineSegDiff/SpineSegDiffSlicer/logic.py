@@ -3,13 +3,12 @@
 Segmentation never runs in Slicer's process: the module writes the selected volume to a file
 (:func:`write_input`), the worker process (``SpineSegDiffLib.worker``, driven by
 :class:`~.worker_client.WorkerClient`) segments it, and :func:`load_result_nodes` turns its output
-files into nodes. Nothing here imports torch, so :func:`missing_requirements` runs before the
-dependencies are installed.
+files into nodes. Nothing here imports torch; which dependencies are missing or outdated is
+:func:`~.install.missing_or_outdated`'s job.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,25 +25,12 @@ if TYPE_CHECKING:
     from SpineSegDiffLib.review import Region
 
 INPUT_FILE = "input.nrrd"
-REQUIREMENTS: dict[str, str] = {
-    "torch": "torch>=2.2",
-    "monai": "monai==1.6.1",
-    "nnunetv2": "nnunetv2==2.8.1",
-    "scipy": "scipy",
-}
-"""Import name -> pip requirement of what the core needs beyond what Slicer ships (torch comes from
-the PyTorch extension when it is installed)."""
 SEGMENTATION_SUFFIX = " SpineSegDiff"
 HEATMAP_SUFFIX = " uncertainty"
 ROLE_ATTRIBUTE = "SpineSegDiff.Role"
 """Node attribute marking what a node is (``segmentation`` or ``uncertainty``), e.g. to skip heatmaps as inputs."""
 INPUT_ROLE = "SpineSegDiff.Input"
 """Node reference from a result node to the volume it was made from (to update it on the next run)."""
-
-
-def missing_requirements() -> list[str]:
-    """Pip requirements of the packages that cannot be imported here (empty when all are present)."""
-    return [spec for name, spec in REQUIREMENTS.items() if importlib.util.find_spec(name) is None]
 
 
 def make_options(mode: str = "central", preset: str = "standard", device: str = "auto", samples: int = 0,
