@@ -30,7 +30,7 @@ from slicer.util import VTKObservationMixin
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.labels import STRUCTURES, by_key
 from SpineSegDiffLib.options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES
-from SpineSegDiffSlicer import install
+from SpineSegDiffSlicer import install, sample_data
 from SpineSegDiffSlicer import logic as core
 from SpineSegDiffSlicer.worker_client import WorkerClient
 
@@ -65,11 +65,20 @@ Data: SPIDER, van der Graaf et al., "Lumbar spine segmentation in MR images: a d
 benchmark", Scientific Data 11:264 (2024).
 """
         slicer.app.connect("startupCompleted()", self.loadTerminology)
+        slicer.app.connect("startupCompleted()", self.registerSampleData)
 
     def loadTerminology(self) -> None:
         """Make the segments' terminology (Resources/Terminology) known to Slicer's terminology selector."""
         path = Path(self.parent.path).parent / "Resources" / "Terminology" / TERMINOLOGY_FILE
         slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(path))
+
+
+    def registerSampleData(self) -> None:
+        """Offer the bundled SPIDER sample in the Sample Data module (with its source and CC BY 4.0 licence)."""
+        import SampleData
+
+        if not sample_data.register(SampleData, Path(self.parent.path).parent):
+            logging.warning("SpineSegDiff: the bundled sample is not installed; not offered in Sample Data")
 
 
 @parameterNodeWrapper

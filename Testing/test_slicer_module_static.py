@@ -100,7 +100,10 @@ def test_extension_cmake_declares_metadata_dependency_module_and_models():
         assert re.search(rf"set\(EXTENSION_{key}\s", text), key
     assert "find_package(Slicer REQUIRED)" in text and "include(${Slicer_USE_FILE})" in text
     assert "add_subdirectory(SpineSegDiff)" in text
-    assert re.search(r"install\(DIRECTORY\s+\"\$\{CMAKE_CURRENT_SOURCE_DIR\}/Resources/Models\"", text)
+    installed = re.search(r"foreach\(SpineSegDiff_RESOURCE_DIR\s+([^)]*)\)", text).group(1).split()
+    assert installed == ["Models", "Samples", "Scripts"]
+    source = r'"\$\{CMAKE_CURRENT_SOURCE_DIR\}/Resources/\$\{SpineSegDiff_RESOURCE_DIR\}"'
+    assert re.search(r"install\(DIRECTORY\s+" + source, text)
 
 
 # --- the module file ----------------------------------------------------------------------------------------------
