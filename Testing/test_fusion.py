@@ -70,3 +70,17 @@ def test_incomplete_fusion_is_refused():
     fusion.add(torch.randn(1, 4, 2, 2))
     with pytest.raises(RuntimeError):
         fusion.result()
+
+
+def test_heatmap_blends_the_presegmenter_entropy_only_where_it_is_given():
+    import numpy as np
+
+    from SpineSegDiffLib.fusion import blend_with_presegmentation
+    from SpineSegDiffLib.presegment import normalised_entropy
+
+    diffusion = np.array([[0.2, 0.6]], np.float32)
+    assert blend_with_presegmentation(diffusion, None) is diffusion
+    np.testing.assert_allclose(blend_with_presegmentation(diffusion, np.array([[0.4, 0.0]])), [[0.3, 0.3]])
+    uniform, certain = np.full((4, 1), 0.25), np.array([[1.0], [0.0], [0.0], [0.0]])
+    np.testing.assert_allclose(normalised_entropy(uniform), [1.0], atol=1e-6)
+    np.testing.assert_allclose(normalised_entropy(certain), [0.0], atol=1e-6)

@@ -23,7 +23,7 @@ from SpineSegDiffTraining.evaluate import evaluate_case, method_table  # noqa: E
 from SpineSegDiffTraining.splits import Splits  # noqa: E402
 
 SETTINGS = {f"eta {eta}, t_start {t}": {"eta": eta, "t_start": t}
-            for t in (30, 40, 49) for eta in (0.0, 0.5, 1.0)}
+            for t, eta in ((30, 0.0), (30, 1.0), (45, 0.0), (45, 1.0))}
 
 
 def main() -> None:

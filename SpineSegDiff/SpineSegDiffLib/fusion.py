@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -99,3 +100,13 @@ class StepFusion:
             raise RuntimeError(f"{self.step} of {self.total_steps} steps were added")
         fused = self.weighted_logits / self.weights.sum().item()
         return torch.softmax(fused, dim=0), self.entropy, self.class_entropy
+
+
+def blend_with_presegmentation(diffusion: np.ndarray, presegmentation: np.ndarray | None) -> np.ndarray:
+    """The heatmap shown: the mean of the diffusion entropy (eq. 4-5) and the presegmenter's own
+    normalised entropy, where both exist (same shape; the diffusion map alone without a presegmenter map).
+
+    On the held-out SPIDER series the mean flags wrong pixels near the spine better than either map
+    alone (AUROC within 10 px of the spine 0.880, against 0.853 and 0.879; see the README).
+    """
+    return diffusion if presegmentation is None else (diffusion + presegmentation) / 2

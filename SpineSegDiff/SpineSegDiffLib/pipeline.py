@@ -117,9 +117,10 @@ class Segmenter:
         images, geometry = to_model_space(image, slices, self.preprocessing)
         timings["preprocess"], clock = _lap(clock)
         progress("presegmentation", 0.0)
-        presegmentation = self.presegmenter(images)
+        presegmentation, preseg_uncertainty = self.presegmenter.predict(images)
         timings["presegmentation"], clock = _lap(clock)
-        probabilities, uncertainty, class_uncertainty = self._refine(images, presegmentation, options, progress)
+        probabilities, uncertainty, class_uncertainty = self._refine(images, presegmentation, preseg_uncertainty,
+                                                                     options, progress)
         timings["diffusion"], clock = _lap(clock)
         labels = remove_small_components(probabilities.argmax(axis=1).astype(np.uint8))
         result = SegmentationResult(
@@ -137,14 +138,18 @@ class Segmenter:
         progress("done", 1.0)
         return result
 
-    def _refine(self, images: np.ndarray, presegmentation: np.ndarray, options: SegmentOptions, progress: Progress):
-        """Probabilities ``(N, K, H, W)``, uncertainty ``(N, H, W)``, class uncertainty ``(N, K, H, W)``."""
+    def _refine(self, images: np.ndarray, presegmentation: np.ndarray, preseg_uncertainty: np.ndarray,
+                options: SegmentOptions, progress: Progress):
+        """Probabilities ``(N, K, H, W)``, uncertainty ``(N, H, W)``, class uncertainty ``(N, K, H, W)``.
+
+        The heatmap covers the whole image: the diffusion entropy (eq. 4-5) where the refiner ran, the
+        presegmenter's own entropy elsewhere (and everywhere with ``refine=False``)."""
         refiner = self.refiner_for(options)
         sampling = options.sampling(refiner.settings, self.device) if refiner else None
         on_progress = lambda fraction: progress("diffusion", fraction)  # noqa: E731
         if options.mode == "volume" and refiner is not None:
-            return refiner(images, presegmentation, sampling, on_progress)
-        return refine_slices(refiner, images, presegmentation, sampling, on_progress)
+            return refiner(images, presegmentation, sampling, on_progress, preseg_uncertainty)
+        return refine_slices(refiner, images, presegmentation, sampling, on_progress, preseg_uncertainty)
 
     def describe_options(self, options: SegmentOptions) -> dict:
         """The options as given, plus what they resolved to on this device (for the report)."""

@@ -89,6 +89,19 @@ class NnUNetPresegmenter:
 
     def __call__(self, slices: np.ndarray) -> np.ndarray:
         """``slices``: float32 ``(N, H, W)`` model-space images -> uint8 labels ``(N, H, W)``."""
+        return self.predict(slices)[0]
+
+    def predict(self, slices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels ``(N, H, W)`` uint8 and the normalised entropy of nnU-Net's class probabilities
+        ``(N, H, W)`` float32 in 0..1 (1 = all K classes equally likely): the presegmentation's own
+        uncertainty, which the heatmap shows wherever the diffusion model does not run."""
         properties = {"spacing": [THROUGH_PLANE_SPACING, 1.0, 1.0]}
-        labels = self.predictor.predict_single_npy_array(slices[None].astype(np.float32), properties)
-        return np.asarray(labels, dtype=np.uint8)
+        labels, probabilities = self.predictor.predict_single_npy_array(
+            slices[None].astype(np.float32), properties, None, None, True)
+        return np.asarray(labels, dtype=np.uint8), normalised_entropy(np.asarray(probabilities, np.float32))
+
+
+def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy over axis 0 of ``probabilities (K, ...)`` divided by log K: ``(...)`` in 0..1."""
+    p = np.clip(probabilities, 1e-8, 1.0)
+    return (-(p * np.log(p)).sum(axis=0) / np.log(len(p))).clip(0, 1).astype(np.float32)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .errors import SpineSegDiffError
+from .fusion import blend_with_presegmentation
 from .labels import NUM_CLASSES
 from .model_settings import diffusion_settings, preprocessing_settings
 from .models import ModelFolder
@@ -73,12 +74,14 @@ class DiffusionRefiner(ModelSampler):
         return tuple(output.cpu().numpy() for output in outputs)
 
 
-def unrefined(presegmentation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unrefined(presegmentation: np.ndarray, uncertainty: np.ndarray | None = None):
     """The outputs of a stack nothing refined yet: the presegmentation as probabilities ``(N, K, H, W)``,
-    zero uncertainty ``(N, H, W)`` and zero class uncertainty ``(N, K, H, W)``; refiners fill them in."""
+    the presegmenter's own ``uncertainty (N, H, W)`` (zero when not given) and zero class uncertainty
+    ``(N, K, H, W)``; refiners overwrite them where they run."""
     n, h, w = presegmentation.shape
     probabilities = one_hot(presegmentation, NUM_CLASSES).transpose(1, 0, 2, 3).copy()
-    return probabilities, np.zeros((n, h, w), np.float32), np.zeros((n, NUM_CLASSES, h, w), np.float32)
+    base = np.zeros((n, h, w), np.float32) if uncertainty is None else uncertainty.astype(np.float32, copy=True)
+    return probabilities, base, np.zeros((n, NUM_CLASSES, h, w), np.float32)
 
 
 def slice_groups(slices: list[int], options: SamplingOptions) -> list[list[int]]:
@@ -88,7 +91,8 @@ def slice_groups(slices: list[int], options: SamplingOptions) -> list[list[int]]
 
 
 def refine_slices(refiner: DiffusionRefiner | None, images: np.ndarray, presegmentation: np.ndarray,
-                  options: SamplingOptions | None, on_progress: Callable[[float], None] | None = None):
+                  options: SamplingOptions | None, on_progress: Callable[[float], None] | None = None,
+                  base_uncertainty: np.ndarray | None = None):
     """Refine every slice of a stack inside its spine window; slices with nothing presegmented are kept.
 
     Slices are batched (:func:`slice_groups`: one at a time on a CPU, many per call on a GPU); a group
@@ -100,11 +104,13 @@ def refine_slices(refiner: DiffusionRefiner | None, images: np.ndarray, presegme
         presegmentation: ``(N, H, W)`` labels.
         options: sampling options (None when ``refiner`` is None).
         on_progress: called with the fraction of the stack done.
+        base_uncertainty: ``(N, H, W)`` the presegmenter's own entropy: the heatmap outside the refined
+            windows, blended with the diffusion entropy inside (:func:`~.fusion.blend_with_presegmentation`).
 
     Returns:
         probabilities ``(N, K, H, W)``, uncertainty ``(N, H, W)``, class uncertainty ``(N, K, H, W)``.
     """
-    probabilities, uncertainty, class_uncertainty = unrefined(presegmentation)
+    probabilities, uncertainty, class_uncertainty = unrefined(presegmentation, base_uncertainty)
     todo = [i for i in range(len(images)) if presegmentation[i].any()] if refiner is not None else []
     finished = 0
     for group in slice_groups(todo, options) if todo else []:
@@ -115,7 +121,9 @@ def refine_slices(refiner: DiffusionRefiner | None, images: np.ndarray, presegme
                 on_progress((finished + fraction * size) / len(todo))
 
         p, u, cu = refiner(images[group][:, :, columns], presegmentation[group][:, :, columns], options, on_step)
-        probabilities[group, :, :, columns], uncertainty[group, :, columns] = p, u
+        base = None if base_uncertainty is None else base_uncertainty[group][:, :, columns]
+        probabilities[group, :, :, columns] = p
+        uncertainty[group, :, columns] = blend_with_presegmentation(u, base)
         class_uncertainty[group, :, :, columns] = cu
         finished += len(group)
     return probabilities, uncertainty, class_uncertainty

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import SpineSegDiffError
+from .fusion import blend_with_presegmentation
 from .labels import NUM_CLASSES
 from .models import ModelFolder
 from .postprocess import one_hot, roi_columns
@@ -41,9 +42,9 @@ class VolumeRefiner(ModelSampler):
         super().__init__(model, device)
 
     def __call__(self, images: np.ndarray, presegmentation: np.ndarray, options: SamplingOptions,
-                 on_progress: Callable[[float], None] | None = None):
+                 on_progress: Callable[[float], None] | None = None, base_uncertainty: np.ndarray | None = None):
         n = len(images)
-        probabilities, uncertainty, class_uncertainty = unrefined(presegmentation)
+        probabilities, uncertainty, class_uncertainty = unrefined(presegmentation, base_uncertainty)
         if not presegmentation.any():
             return probabilities, uncertainty, class_uncertainty
         spine = presegmentation.any(axis=0).astype(np.uint8)
@@ -54,7 +55,8 @@ class VolumeRefiner(ModelSampler):
         output = self._infer(volume, options, on_progress)[0, :, :n].cpu().numpy()
         k = NUM_CLASSES
         probabilities[:, :, rows, columns] = output[:k].transpose(1, 0, 2, 3)
-        uncertainty[box] = output[k]
+        uncertainty[box] = blend_with_presegmentation(output[k], None if base_uncertainty is None else
+                                                      base_uncertainty[box])
         class_uncertainty[:, :, rows, columns] = output[k + 1 :].transpose(1, 0, 2, 3)
         return probabilities, uncertainty, class_uncertainty
 
