@@ -97,8 +97,9 @@ def run_grid(args) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            p, u, _ = refine_slices(refiner if setting else None, data["image"], data["presegmentation"], options,
-                                    base_uncertainty=base)
+            # the diffusion entropy alone; the pipeline's blend with the presegmenter's entropy is scored below
+            p, u, _ = refine_slices(refiner if setting else None, data["image"], data["presegmentation"], options)
+            u = base if not setting and base is not None else u
             seconds.append((time.perf_counter() - start) / len(data["image"]))
             labels = remove_small_components(p.argmax(axis=1).astype(np.uint8))
             runs.append([with_combined_heatmaps(labels[i], data["truth"][i], u[i], None if base is None else base[i])
@@ -152,7 +153,7 @@ def write(result: dict, folder: Path) -> None:
     rows = result["rows"]
     lines = [f"Device: {result['device']}; {len(result['cases'])} held-out central slices; model-space Dice.", "",
              "| setting | SC | VB | IVD | mean Dice (SD over seeds) | heatmap AUROC | AUROC near spine | near spine, "
-             "max / mean with nnU-Net entropy | S x steps | s/slice |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "max / mean with nnU-Net entropy (mean = the pipeline's heatmap) | S x steps | s/slice |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['dice']['SC']:.3f} | {r['dice']['VB']:.3f} | {r['dice']['IVD']:.3f} | "
                      f"{r['mean_dice']:.4f} ({r['mean_dice_seed_sd']:.4f}) | {r['auroc']:.3f} | "
