@@ -153,7 +153,8 @@ def write(result: dict, folder: Path) -> None:
     rows = result["rows"]
     lines = [f"Device: {result['device']}; {len(result['cases'])} held-out central slices; model-space Dice.", "",
              "| setting | SC | VB | IVD | mean Dice (SD over seeds) | heatmap AUROC | AUROC near spine | near spine, "
-             "max / mean with nnU-Net entropy (mean = the pipeline's heatmap) | S x steps | s/slice |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "max / mean with nnU-Net entropy (mean = the pipeline's heatmap) | S x steps | s/slice |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['dice']['SC']:.3f} | {r['dice']['VB']:.3f} | {r['dice']['IVD']:.3f} | "
                      f"{r['mean_dice']:.4f} ({r['mean_dice_seed_sd']:.4f}) | {r['auroc']:.3f} | "
