@@ -33,7 +33,7 @@ def canal_columns(labels: np.ndarray) -> np.ndarray | None:
 
 
 def components(mask: np.ndarray, min_area: float, pixel_area: float) -> list[Part]:
-    """Connected components (4-connected) of ``mask`` ``(H, W)`` with at least ``min_area`` mm²."""
+    """Connected components (4-connected) of ``mask`` ``(H, W)`` with at least ``min_area`` mm^2."""
     labelled, count = ndimage.label(mask)
     parts = []
     for index in range(1, count + 1):
