@@ -167,7 +167,8 @@ def train_diffusion(bank, config: DiffusionTrainingConfig, work_dir: Path,
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = make_scheduler(config.num_train_timesteps)
     generator = torch.Generator().manual_seed(config.seed)
-    iteration, elapsed = _resume(net, optimizer, generator, work_dir)
+    state_file = work_dir / "checkpoint.pt"
+    iteration, elapsed = resume_training_state(state_file, net, optimizer, generator)
     started = time.time() - elapsed
     dice = DiceLoss(include_background=True, softmax=True)
     deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
@@ -191,8 +192,9 @@ def train_diffusion(bank, config: DiffusionTrainingConfig, work_dir: Path,
             bar.update(1)
             bar.set_postfix(loss=f"{terms['total'].item():.3f}")
             if iteration % config.checkpoint_every == 0:
-                _save(net, optimizer, generator, iteration, time.time() - started, work_dir)
-    _save(net, optimizer, generator, iteration, time.time() - started, work_dir)  # also when stopped by time
+                save_training_state(state_file, net, optimizer, generator, iteration, time.time() - started)
+    # also when stopped by the time budget
+    save_training_state(state_file, net, optimizer, generator, iteration, time.time() - started)
     return net
 
 
@@ -206,17 +208,19 @@ def _open_log(path: Path):
     return writer
 
 
-def _save(net, optimizer, generator, iteration: int, elapsed: float, work_dir: Path) -> None:
-    work_dir.mkdir(parents=True, exist_ok=True)
+def save_training_state(path: Path, net, optimizer, generator, iteration: int, elapsed: float) -> None:
+    """Atomically write weights, optimiser and random state, iterations done and seconds trained."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
              "generator": generator.get_state(), "elapsed": elapsed}
-    torch.save(state, work_dir / "checkpoint.tmp")
-    (work_dir / "checkpoint.tmp").replace(work_dir / "checkpoint.pt")
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
 
 
-def _resume(net, optimizer, generator, work_dir: Path) -> tuple[int, float]:
-    """Load the last checkpoint; returns (iterations done, seconds trained)."""
-    path = work_dir / "checkpoint.pt"
+def resume_training_state(path: Path, net, optimizer, generator) -> tuple[int, float]:
+    """Load a state written by :func:`save_training_state`; returns (iterations done, seconds trained),
+    ``(0, 0.0)`` when there is none yet."""
     if not path.is_file():
         return 0, 0.0
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .augment import intensity, random_affine, warp
 from .clinical import ClinicalAugmentation, clinical_degradation, random_thickness
-from .diffusion import SliceBank
+from .diffusion import SliceBank, resume_training_state, save_training_state
 
 CONFIGURATION = "2d"
 TRAINER_NAME = "SpineSegDiffSliceBankLoop"
@@ -123,7 +123,7 @@ def train_presegmenter(bank: SliceBank, plans: dict, dataset_json: dict, out_dir
     optimizer = torch.optim.SGD(net.parameters(), config.learning_rate, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=True)
     generator = torch.Generator().manual_seed(config.seed)
-    iteration, elapsed = _resume(out_dir / "progress.pth", net, optimizer, generator)
+    iteration, elapsed = resume_training_state(out_dir / "progress.pth", net, optimizer, generator)
     scales = deep_supervision_scales(plans)
     loss_fn = make_loss(scales)
     patch = tuple(plans["configurations"][CONFIGURATION]["patch_size"])
@@ -145,9 +145,10 @@ def train_presegmenter(bank: SliceBank, plans: dict, dataset_json: dict, out_dir
             bar.n = round(elapsed)
             bar.set_postfix(it=iteration, loss=f"{loss.item():.3f}", refresh=False)
             if time.time() - last_save > config.checkpoint_every_s:
-                _save_progress(out_dir, net, optimizer, generator, iteration, elapsed)
+                save_training_state(out_dir / "progress.pth", net, optimizer, generator, iteration, elapsed)
                 last_save = time.time()
-    _save_progress(out_dir, net, optimizer, generator, iteration, time.time() - started)
+    save_training_state(out_dir / "progress.pth", net, optimizer, generator, iteration,
+                        time.time() - started)
     save_weights(net, out_dir / "checkpoint.pth", iteration)
     return net
 
@@ -158,24 +159,6 @@ def save_weights(net: torch.nn.Module, path: Path, iterations: int) -> None:
     state = {k: v.detach().float().cpu() for k, v in net.state_dict().items()}
     torch.save({"network_weights": state, "trainer_name": TRAINER_NAME, "configuration": CONFIGURATION,
                 "inference_allowed_mirroring_axes": None, "iterations": iterations}, path)
-
-
-def _save_progress(out_dir: Path, net, optimizer, generator, iteration: int, elapsed: float) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-             "iteration": iteration, "elapsed": elapsed}
-    torch.save(state, out_dir / "progress.tmp")
-    (out_dir / "progress.tmp").replace(out_dir / "progress.pth")
-
-
-def _resume(path: Path, net, optimizer, generator) -> tuple[int, float]:
-    if not path.is_file():
-        return 0, 0.0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["net"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    return int(state["iteration"]), float(state["elapsed"])
 
 
 @torch.no_grad()
