@@ -125,3 +125,19 @@ def test_naming_on_held_out_spider_series():
     assert len(results["truth"]) == 7
     assert sum(results["truth"]) == 7
     assert sum(results["model"]) >= 6, results
+
+
+def test_a_fragmented_labelmap_is_refused_quickly_instead_of_named():
+    """Noise from an untrained or failing presegmenter: many small bodies and discs on one slice."""
+    import time
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((320, 320), np.uint8)
+    labels[:, 200:206] = 1  # a canal, so the pieces count as anterior
+    for row in range(10, 310, 6):
+        for column in range(20, 180, 12):
+            labels[row : row + 4, column : column + 8] = rng.choice([2, 3])
+    started = time.perf_counter()
+    levels = find_levels(labels)
+    assert time.perf_counter() - started < 5
+    assert levels.naming_uncertain and not levels.discs

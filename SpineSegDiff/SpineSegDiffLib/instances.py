@@ -88,7 +88,7 @@ def split_bodies_at_discs(parts: list[Part]) -> list[Part]:
                 normal = principal_axes(disc.mask)[1]
                 grid = np.indices(body.mask.shape).transpose(1, 2, 0) - np.array(disc.centroid)
                 above = grid @ normal > 0
-                pieces = [piece & side for piece in pieces for side in (above, ~above)]
+                pieces = [cut for piece in pieces for side in (above, ~above) if (cut := piece & side).any()]
         result += [make_part("vertebra", piece) for piece in pieces if piece.sum() >= MIN_VERTEBRA_AREA_MM2 / 4]
     return result
 

@@ -47,6 +47,10 @@ SACRUM_MARGIN_MM = 15.0
 """The field of view must extend this far below the lowest disc to call it L5/S1 with confidence."""
 
 
+MAX_PARTS = 80
+"""More vertebra and disc pieces than this on one slice (a whole spine has about 50) is not anatomy."""
+
+
 def vertebra_name(from_bottom: int) -> str:
     """``0 -> "S1"``, ``1 -> "L5"``, ... ``6 -> "T12"``; ``"V<n>"`` beyond the cervical spine."""
     return VERTEBRA_NAMES[from_bottom] if 0 <= from_bottom < len(VERTEBRA_NAMES) else f"V{from_bottom}"
@@ -229,6 +233,9 @@ def find_levels(labels: np.ndarray, image: np.ndarray | None = None, spacing_mm:
     area = spacing_mm**2
     parts = (anterior_parts(labels, by_key("IVD").value, "disc", MIN_DISC_AREA_MM2, canal, area)
              + anterior_parts(labels, by_key("VB").value, "vertebra", MIN_VERTEBRA_AREA_MM2, canal, area))
+    if len(parts) > MAX_PARTS:
+        return Levels(np.zeros(labels.shape, np.int32), [], [],
+                      [f"{len(parts)} separate vertebra and disc pieces: too fragmented to name levels"])
     field_rows = np.flatnonzero((image > 0).any(axis=1)) if image is not None else np.arange(labels.shape[0])
     spacing = level_spacing(parts, default=35.0 / spacing_mm)
     parts = merge_fragments(split_bodies_at_discs(merge_fragments(parts, spacing)), spacing)
