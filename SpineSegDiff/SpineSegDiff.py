@@ -30,7 +30,7 @@ from slicer.util import VTKObservationMixin
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.labels import STRUCTURES, by_key
 from SpineSegDiffLib.options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES
-from SpineSegDiffSlicer import install, sample_data
+from SpineSegDiffSlicer import install, levels_mrml, sample_data
 from SpineSegDiffSlicer import logic as core
 from SpineSegDiffSlicer.worker_client import WorkerClient
 
@@ -421,14 +421,17 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
             self._inputDir = None
 
     def loadResult(self, volumeNode, job, files: dict, newNodes: bool = False):
-        """Result nodes from the worker's files (then the files are removed) and the run's report.
+        """Result nodes from the worker's files (then the files are removed) and the run's report; the report's
+        levels go to the volume's levels table.
 
         The previous result's nodes on the same volume are updated unless ``newNodes``.
         """
         try:
             nodes = core.load_result_nodes(slicer.mrmlScene, volumeNode, files, new_nodes=newNodes)
             self.review.invalidate()
-            return nodes, core.read_report(files)
+            report = core.read_report(files)
+            levels_mrml.update_levels_table(slicer.mrmlScene, volumeNode, report, new_node=newNodes)
+            return nodes, report
         finally:
             self.discardJob(job)
 
