@@ -28,7 +28,8 @@ INPUT_FILE = "input.nrrd"
 SEGMENTATION_SUFFIX = " SpineSegDiff"
 HEATMAP_SUFFIX = " uncertainty"
 ROLE_ATTRIBUTE = "SpineSegDiff.Role"
-"""Node attribute marking what a node is (``segmentation`` or ``uncertainty``), e.g. to skip heatmaps as inputs."""
+"""Node attribute marking what a node is (``segmentation``, ``uncertainty`` or ``levels``), e.g. to skip heatmaps as
+inputs."""
 INPUT_ROLE = "SpineSegDiff.Input"
 """Node reference from a result node to the volume it was made from (to update it on the next run)."""
 
