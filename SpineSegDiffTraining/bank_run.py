@@ -132,7 +132,7 @@ def bundle_run(bank: Path, run: Path, models: Path, folds: list[str], hardware: 
     for name in ("plans.json", "dataset.json"):
         (destination / name).parent.mkdir(parents=True, exist_ok=True)
         (destination / name).write_text((bank / name).read_text())
-    files = []
+    files, iterations = [], {}
     for fold in folds:
         checkpoint = torch.load(run / "nnunet" / f"fold_{fold}" / "checkpoint.pth", map_location="cpu",
                                 weights_only=True)
@@ -140,8 +140,7 @@ def bundle_run(bank: Path, run: Path, models: Path, folds: list[str], hardware: 
         (destination / f"fold_{fold}").mkdir(exist_ok=True)
         torch.save(checkpoint, destination / f"fold_{fold}" / "checkpoint.pth")
         files.append(f"fold_{fold}/checkpoint.pth")
-    iterations = {fold: torch.load(run / "nnunet" / f"fold_{fold}" / "checkpoint.pth", map_location="cpu",
-                                   weights_only=True).get("iterations") for fold in folds}
+        iterations[fold] = checkpoint.get("iterations")
     config = {"kind": "nnunet", "id": destination.name, "configuration": "2d", "folds": folds,
               "checkpoint": "checkpoint.pth",
               "training": {**training, "trainer": "SpineSegDiffTraining.nnunet_loop", "iterations": iterations,

@@ -86,6 +86,13 @@ class SliceBank:
     def sample(self, config: DiffusionTrainingConfig, generator: torch.Generator):
         return sample_batch(self, config, generator)
 
+    def draw(self, count: int, generator: torch.Generator, clinical: ClinicalAugmentation | None):
+        """``count`` random training slices: their indices ``(B,)`` and images ``(B, 1, H, W)``, acquired
+        with a random slice thickness when ``clinical`` augmentation is on (1 mm otherwise)."""
+        index = self.training_slices[torch.randint(len(self), (count,), generator=generator)]
+        thickness = random_thickness(len(index), generator, clinical or ClinicalAugmentation(0.0))
+        return index, self.thick_images(index, thickness)
+
     def thick_images(self, index: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 1, H, W)`` of slices ``index (B,)`` acquired ``thickness (B,)`` mm thick."""
         slabs = []
@@ -112,9 +119,7 @@ def read_presegmentation(path: Path | None, shape) -> np.ndarray | None:
 
 def sample_batch(bank: SliceBank, config: DiffusionTrainingConfig, generator: torch.Generator):
     """Augmented crops: image ``(B,1,H,w)`` in -1..1, target and start labels ``(B,H,w)``."""
-    index = bank.training_slices[torch.randint(len(bank), (config.batch_size,), generator=generator)]
-    thickness = random_thickness(len(index), generator, config.clinical or ClinicalAugmentation(0.0))
-    image = bank.thick_images(index, thickness)
+    index, image = bank.draw(config.batch_size, generator, config.clinical)
     target, start = bank.labels[index].long(), bank.presegs[index].long()
     from_preseg = torch.rand(len(index), generator=generator) < config.presegmentation_probability
     synthetic = (from_preseg & ~bank.has_preseg[index]).to(start.device)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import intensity, random_affine, warp
-from .clinical import ClinicalAugmentation, clinical_degradation, random_thickness
+from .clinical import ClinicalAugmentation, clinical_degradation
 from .diffusion import SliceBank, resume_training_state, save_training_state
 
 CONFIGURATION = "2d"
@@ -93,9 +93,8 @@ def zscore_nonzero(images: torch.Tensor) -> torch.Tensor:
 def sample_patches(bank: SliceBank, patch: tuple[int, int], config: LoopConfig, generator: torch.Generator,
                    clinical: ClinicalAugmentation | None):
     """Augmented, normalised training patches: image ``(B, 1, *patch)``, labels ``(B, 1, *patch)``."""
-    index = bank.training_slices[torch.randint(len(bank), (config.batch_size,), generator=generator)]
-    thickness = random_thickness(len(index), generator, clinical or ClinicalAugmentation(0.0))
-    images, labels = bank.thick_images(index, thickness), bank.labels[index].long()
+    index, images = bank.draw(config.batch_size, generator, clinical)
+    labels = bank.labels[index].long()
     theta = random_affine(len(index), generator, config.max_degrees, config.scale, 0.08)
     images, (labels,) = warp(images, [labels], theta)
     if clinical is not None:

@@ -86,7 +86,7 @@ def run_grid(args) -> dict:
     refiner = DiffusionRefiner(open_model_folder(DEFAULT_MODELS_DIR / DEFAULT_DIFFUSION, "diffusion"), device)
     batch = None if device.type != "cpu" else 5
     rows = {}
-    grid = settings(args.samples, args.steps, args.t_starts, refiner.t_start_default, args.etas)
+    grid = settings(args.samples, args.steps, args.t_starts, refiner.settings.t_start, args.etas)
     base = data.get("preseg_uncertainty", None)
     for name, setting in grid.items():
         runs, seconds = [], []

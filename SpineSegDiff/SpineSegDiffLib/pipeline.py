@@ -20,7 +20,6 @@ from .errors import SpineSegDiffError
 from .grading import optional_grader
 from .labels import by_key
 from .model_set import ModelSet, open_models
-from .models import DEFAULT_MODELS_DIR
 from .options import SegmentOptions, resolve_device
 from .postprocess import remove_small_components
 from .preprocess import Geometry, from_model_space, to_model_space
@@ -85,7 +84,7 @@ class Segmenter:
         self.preprocessing = self.models.preprocessing
         self.presegmenter = NnUNetPresegmenter(self.models.presegmenter, self.device)
         self._refiners: dict[str, object] = {}
-        self.grader = optional_grader(Path(models_dir) if models_dir else DEFAULT_MODELS_DIR)
+        self.grader = optional_grader(self.models.root)
 
     def refiner_for(self, options: SegmentOptions):
         """The loaded refiner for these options (None without refinement); loads the model on first use."""

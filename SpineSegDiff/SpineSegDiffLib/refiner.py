@@ -32,7 +32,6 @@ class ModelSampler:
         self.preprocessing = preprocessing_settings(model.config, model.path)
         self.net = load_network(model, device)
         self.scheduler = make_scheduler(self.settings.num_train_timesteps, self.settings.schedule)
-        self.t_start_default = self.settings.t_start
 
     def network_image(self, images: np.ndarray) -> np.ndarray:
         """Model-space intensities -> the network's -1..1 input."""
