@@ -111,6 +111,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None
         self._jobVolume = None
         self._regions = []
+        self._report = {}
         self._shown = {"opacity": None, "threshold": None}
 
     def setup(self) -> None:
@@ -134,6 +135,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.refreshRegionsButton.connect("clicked(bool)", self.onRefreshRegions)
         self.ui.regionsTable.connect("cellClicked(int,int)", self.onRegionClicked)
         self.ui.editSegmentButton.connect("clicked(bool)", self.onEditInSegmentEditor)
+        self.ui.levelsTable.connect("cellClicked(int,int)", self.onLevelClicked)
         self._setRunning(False)
         self.initializeParameterNode()
 
@@ -265,6 +267,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = f"Done in {seconds:.0f} s. Check the bright areas of the heatmap."
             slicer.util.showStatusMessage(f"SpineSegDiff: done in {seconds:.0f} s", 5000)
             self.updateRegionsTable()
+            self.updateLevelsTable(report)
 
     def _setRunning(self, running: bool) -> None:
         self.ui.progressBar.visible = running
@@ -312,6 +315,30 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
         if region.structure_key in {s.key for s in STRUCTURES}:
             self.logic.selectSegment(self._parameterNode.outputSegmentation, region.structure_key)
+
+    # --- levels --------------------------------------------------------------------------------------------
+
+    def updateLevelsTable(self, report: dict) -> None:
+        """List the named levels of the last result, bottom-up, and say why naming is uncertain if it is."""
+        self._report = report
+        table = self.ui.levelsTable
+        rows = levels_mrml.summary_rows(report)
+        table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
+            for column, text in enumerate(cells):
+                item = qt.QTableWidgetItem(text)
+                item.setFlags(qt.Qt.ItemIsSelectable | qt.Qt.ItemIsEnabled)
+                table.setItem(row, column, item)
+        reasons = report.get("naming_reasons") or []
+        self.ui.levelsNoteLabel.text = ("Level names uncertain: " + "; ".join(reasons)) if reasons else ""
+
+    def onLevelClicked(self, row: int, column: int) -> None:
+        """Centre the slice views on the level."""
+        rows = levels_mrml.level_rows(self._report)
+        if 0 <= row < len(rows):
+            ras = levels_mrml.level_centroid_ras(self._report, rows[row]["name"])
+            if ras is not None:
+                slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
 
     def onEditInSegmentEditor(self) -> None:
         rows = self.ui.regionsTable.selectionModel().selectedRows()
@@ -422,7 +449,7 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
 
     def loadResult(self, volumeNode, job, files: dict, newNodes: bool = False):
         """Result nodes from the worker's files (then the files are removed) and the run's report; the report's
-        levels go to the volume's levels table.
+        levels become the levels table, one segment per level, measurement lines and level-name points.
 
         The previous result's nodes on the same volume are updated unless ``newNodes``.
         """
@@ -430,7 +457,8 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
             nodes = core.load_result_nodes(slicer.mrmlScene, volumeNode, files, new_nodes=newNodes)
             self.review.invalidate()
             report = core.read_report(files)
-            levels_mrml.update_levels_table(slicer.mrmlScene, volumeNode, report, new_node=newNodes)
+            levels_mrml.load_levels(slicer.mrmlScene, volumeNode, report, core.read_level_labels(files),
+                                    new_nodes=newNodes)
             return nodes, report
         finally:
             self.discardJob(job)

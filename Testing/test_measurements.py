@@ -56,3 +56,46 @@ def test_slip_of_a_shifted_vertebra():
     assert abs(l4_l5["slip_percent"] - 100 * 6 / 35) <= 3
     l5_s1 = next(d for d in result["discs"] if d["name"] == "L5/S1")
     assert l5_s1["slip_mm"] is None  # no sacrum segmented below L5/S1
+
+
+SAGITTAL_DIRECTION = (0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+"""Index axes: i posterior, j inferior, k left (LPS): a typical sagittal acquisition."""
+
+
+def spine_case(spacing=(0.8, 0.8, 4.0)):
+    """A sagittal input volume with a synthetic spine on its central slice, mapped as the pipeline maps it.
+
+    Returns ``(assessment, level_labels)``: the report's levels with patient coordinates, and the level
+    labelmap on the input grid."""
+    import SimpleITK as sitk
+
+    from SpineSegDiffLib.assessment import assess_levels
+    from SpineSegDiffLib.preprocess import from_model_space, model_point_to_patient, to_model_space
+
+    volume = sitk.Image([400, 400, 5], sitk.sitkFloat32)
+    volume.SetSpacing(spacing)
+    volume.SetOrigin((-12.0, -40.0, 95.0))
+    volume.SetDirection(SAGITTAL_DIRECTION)
+    images, geometry = to_model_space(volume + 1.0)
+    labels, image = synthetic_slice(levels=4, body=25, disc=10, sacrum=True)
+    levels = find_levels(labels, image)
+    to_patient = lambda row, column: model_point_to_patient(geometry.model_grid, 0, row, column)  # noqa: E731
+    assessment = assess_levels(levels, image, labels, None, None, 1.0, to_patient)
+    level_labels = from_model_space(levels.instances[None].astype(np.uint8), geometry, sitk.sitkNearestNeighbor)
+    return assessment, level_labels
+
+
+def test_points_in_patient_coordinates_fall_on_their_level_and_keep_their_lengths():
+    assessment, level_labels = spine_case()
+    entries = assessment["vertebrae"] + assessment["discs"]
+    assert all(e["label_value"] for e in entries)
+    for entry in entries:
+        index = level_labels.TransformPhysicalPointToIndex(entry["centroid_lps_mm"])
+        assert level_labels[index] == entry["label_value"], entry["name"]
+        for name, (start, end) in entry["lines_lps_mm"].items():
+            length = float(np.linalg.norm(np.subtract(end, start)))
+            assert length == pytest.approx(entry[f"{name}_mm"], abs=0.06), (entry["name"], name)
+            assert start[0] == pytest.approx(end[0])  # in the processed sagittal plane
+            if name.endswith("height"):
+                middle = level_labels.TransformPhysicalPointToIndex(tuple(np.add(start, end) / 2))
+                assert level_labels[middle] == entry["label_value"]

@@ -17,13 +17,23 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from SpineSegDiffLib.labels import ANATOMIC_CONTEXT, CATEGORY, STRUCTURES, TERMINOLOGY_CONTEXT, Structure
+from SpineSegDiffLib.labels import (
+    ANATOMIC_CONTEXT,
+    CATEGORY,
+    LEVEL_TYPES,
+    STRUCTURES,
+    TERMINOLOGY_CONTEXT,
+    Structure,
+    level_terminology,
+)
+from SpineSegDiffLib.levels import VERTEBRA_NAMES
 from SpineSegDiffLib.segfile import write_seg_nrrd
 
 TERMINOLOGY = Path(__file__).resolve().parents[1] / "SpineSegDiff" / "Resources" / "Terminology"
 MODULE_TERMS = TERMINOLOGY / "SegmentationCategoryTypeModifier-SpineSegDiff.term.json"
 SLICER_MASTER = TERMINOLOGY / "sources" / "SegmentationCategoryTypeModifier-DICOM-Master.excerpt.json"
 TOTALSEGMENTATOR = TERMINOLOGY / "sources" / "totalsegmentator_snomed_mapping.excerpt.csv"
+TOTALSEGMENTATOR_LEVELS = TERMINOLOGY / "sources" / "totalsegmentator_snomed_mapping.levels.excerpt.csv"
 Code = tuple[str, str, str]  # (coding scheme, code value, code meaning)
 
 
@@ -44,10 +54,19 @@ def totalsegmentator_types() -> dict[Code, Code]:
                 for row in csv.DictReader(handle)}
 
 
+def totalsegmentator_level_types() -> dict[Code, Code]:
+    """The vertebra rows of a later version of the same mapping (DICOM attribute names as columns)."""
+    category, kind = "SegmentedPropertyCategoryCodeSequence.", "SegmentedPropertyTypeCodeSequence."
+    with TOTALSEGMENTATOR_LEVELS.open(newline="") as handle:
+        return {tuple(row[kind + key] for key in ("CodingSchemeDesignator", "CodeValue", "CodeMeaning")):
+                tuple(row[category + key] for key in ("CodingSchemeDesignator", "CodeValue", "CodeMeaning"))
+                for row in csv.DictReader(handle)}
+
+
 def known_codes() -> dict[Code, Code]:
     """Every type code of the real lists; SNOMED CT codes from Slicer's and SlicerTotalSegmentator's lists,
     the module's own file only for private (``99...``) codes."""
-    known = {**term_json_types(SLICER_MASTER), **totalsegmentator_types()}
+    known = {**term_json_types(SLICER_MASTER), **totalsegmentator_types(), **totalsegmentator_level_types()}
     private = {code: cat for code, cat in term_json_types(MODULE_TERMS).items() if code[0].startswith("99")}
     return {**known, **private}
 
@@ -88,8 +107,20 @@ def test_module_term_file_matches_the_label_table_and_names_our_context():
     terms = json.loads(MODULE_TERMS.read_text())
     assert terms["SegmentationCategoryTypeContextName"] == TERMINOLOGY_CONTEXT
     types = term_json_types(MODULE_TERMS)
-    assert set(types) == {(s.coding_scheme, s.code, s.meaning) for s in STRUCTURES}
+    assert set(types) == {(s.coding_scheme, s.code, s.meaning) for s in STRUCTURES} | set(LEVEL_TYPES.values())
     assert set(types.values()) == {tuple(CATEGORY.split("^"))}
+
+
+@pytest.mark.parametrize("name", VERTEBRA_NAMES)
+def test_every_level_entry_comes_from_the_real_lists(name):
+    assert_entry_from_real_lists(level_terminology("vertebra", name))
+    assert_entry_from_real_lists(level_terminology("disc", f"{name}/X"))
+
+
+def test_lumbar_levels_have_their_own_codes_not_the_generic_vertebra():
+    meanings = {name: parse_entry(level_terminology("vertebra", name))["type"][2] for name in ("S1", "L4", "T12")}
+    assert meanings == {"S1": "Sacrum", "L4": "L4 vertebra", "T12": "T12 vertebra"}
+    assert parse_entry(level_terminology("vertebra", "C3"))["type"][2] == "Vertebra"
 
 
 def labels_image() -> sitk.Image:

@@ -41,8 +41,7 @@ class Structure:
     @property
     def terminology(self) -> str:
         """Slicer terminology entry: context~category~type~type modifier~anatomic context~region~modifier."""
-        kind = f"{self.coding_scheme}^{self.code}^{self.meaning}"
-        return f"{TERMINOLOGY_CONTEXT}~{CATEGORY}~{kind}~^^~{ANATOMIC_CONTEXT}~^^~^^"
+        return terminology_entry((self.coding_scheme, self.code, self.meaning))
 
 
 STRUCTURES: tuple[Structure, ...] = (
@@ -53,6 +52,34 @@ STRUCTURES: tuple[Structure, ...] = (
     # SlicerTotalSegmentator's mapping (Slicer's lists have no disc)
     Structure(3, "IVD", "Intervertebral discs", (0.41, 0.83, 0.45), "SCT", "360499006", "Intervertebral disc"),
 )
+
+LEVEL_TYPES: dict[str, tuple[str, str, str]] = {
+    name: ("SCT", code, meaning) for name, code, meaning in (
+        ("S1", "54735007", "Sacrum"),
+        ("L5", "49668003", "L5 vertebra"), ("L4", "11994002", "L4 vertebra"), ("L3", "36470004", "L3 vertebra"),
+        ("L2", "14293000", "L2 vertebra"), ("L1", "66794005", "L1 vertebra"),
+        ("T12", "23215003", "T12 vertebra"), ("T11", "12989004", "T11 vertebra"), ("T10", "7610001", "T10 vertebra"),
+        ("T9", "82687006", "T9 vertebra"), ("T8", "11068009", "T8 vertebra"), ("T7", "62487009", "T7 vertebra"),
+        ("T6", "45296009", "T6 vertebra"), ("T5", "56401006", "T5 vertebra"), ("T4", "73071006", "T4 vertebra"),
+        ("T3", "1626008", "T3 vertebra"), ("T2", "53733008", "T2 vertebra"), ("T1", "64864005", "T1 vertebra"),
+    )
+}
+"""Type code of each named vertebra (``levels.VERTEBRA_NAMES``; the S1 level is the sacrum), from
+SlicerTotalSegmentator's SNOMED CT mapping (see ``Resources/Terminology/sources/PROVENANCE.md``).
+Vertebrae without an entry (cervical) and discs take their structure's code."""
+
+
+def terminology_entry(kind: tuple[str, str, str]) -> str:
+    """Slicer terminology entry of a type code ``(scheme, value, meaning)`` in the Anatomical Structure category."""
+    return f"{TERMINOLOGY_CONTEXT}~{CATEGORY}~{'^'.join(kind)}~^^~{ANATOMIC_CONTEXT}~^^~^^"
+
+
+def level_terminology(kind: str, name: str) -> str:
+    """Terminology entry of one named level: ``kind`` ``"vertebra"`` or ``"disc"``, ``name`` e.g. ``"L4"``."""
+    if kind == "vertebra" and name in LEVEL_TYPES:
+        return terminology_entry(LEVEL_TYPES[name])
+    return by_key("VB" if kind == "vertebra" else "IVD").terminology
+
 
 BACKGROUND = 0
 NUM_CLASSES = 1 + len(STRUCTURES)

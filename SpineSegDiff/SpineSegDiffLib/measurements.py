@@ -17,6 +17,10 @@ from lateral radiographic views of the lumbar spine", Clinical Biomechanics 12 S
 it cancels magnification and body size. Frobin measures on endplate corner points; here the heights
 come from the segmentation, so absolute values are not interchangeable with Frobin's tables.
 
+Every length also comes as a line (``lines_px``: its two end points, ``(row, column)`` pixel
+coordinates, with the half pixel at each end included) so that a reader can see and adjust what was
+measured; :func:`~.assessment.assess_slice` maps them to patient coordinates.
+
 Sagittal slip (Meyerding-style percentage): the offset of the posterior wall of the upper body relative
 to the lower one, along the disc between them, divided by the lower body's depth; positive means the
 upper vertebra lies anterior (anterolisthesis).
@@ -40,8 +44,18 @@ def project(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> tuple[np.
     return points @ frame[0], points @ frame[1]
 
 
-def heights(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-    """Anterior / middle / posterior extent along ``v`` (pixels) at :data:`POSITIONS` along ``u``."""
+Line = tuple[tuple[float, float], tuple[float, float]]
+"""Two end points ``(row, column)`` in pixels."""
+
+
+def frame_point(u: float, v: float, frame: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+    """Frame coordinates -> ``(row, column)`` (the frame is orthonormal)."""
+    row, column = u * frame[0] + v * frame[1]
+    return round(float(row), 2), round(float(column), 2)
+
+
+def height_lines(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> dict[str, tuple[float, Line]]:
+    """Anterior / middle / posterior extent along ``v`` at :data:`POSITIONS` along ``u``: ``(pixels, line)``."""
     u, v = project(mask, frame)
     result = {}
     for name, fraction in POSITIONS.items():
@@ -49,17 +63,28 @@ def heights(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> dict[str,
         band = np.abs(u - position) <= 0.5
         if not band.any():
             band = np.abs(u - position) <= np.abs(u - position).min() + 1e-6
-        result[name] = float(np.ptp(v[band]) + 1.0)
+        low, high = v[band].min() - 0.5, v[band].max() + 0.5
+        result[name] = (float(high - low), (frame_point(position, high, frame), frame_point(position, low, frame)))
     return result
+
+
+def depth_line(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> tuple[float, Line]:
+    """Extent along ``u`` in pixels, and its line through the middle of the extent along ``v``."""
+    u, v = project(mask, frame)
+    middle = (v.min() + v.max()) / 2
+    low, high = u.min() - 0.5, u.max() + 0.5
+    return float(high - low), (frame_point(low, middle, frame), frame_point(high, middle, frame))
 
 
 def depth(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> float:
     """Extent along ``u`` in pixels."""
-    return float(np.ptp(project(mask, frame)[0]) + 1.0)
+    return depth_line(mask, frame)[0]
 
 
-def run_length(mask: np.ndarray, start: np.ndarray, direction: np.ndarray, max_length: float = 80.0) -> float:
-    """Length (pixels) of the first run of ``mask`` met walking from ``start`` along ``direction``."""
+def first_run(mask: np.ndarray, start: np.ndarray, direction: np.ndarray,
+              max_length: float = 80.0) -> tuple[float, float] | None:
+    """Where the first run of ``mask`` met walking from ``start`` along ``direction`` begins and ends
+    (distances from ``start`` in pixels), or None if there is none within ``max_length``."""
     step = 0.25
     samples = start[None, :] + np.arange(0, max_length, step)[:, None] * direction[None, :]
     index = np.round(samples).astype(int)
@@ -67,11 +92,20 @@ def run_length(mask: np.ndarray, start: np.ndarray, direction: np.ndarray, max_l
     hits = np.zeros(len(samples), bool)
     hits[inside] = mask[index[inside, 0], index[inside, 1]]
     if not hits.any():
-        return 0.0
+        return None
     first = int(np.argmax(hits))
     after = np.flatnonzero(~hits[first:])
     end = first + (after[0] if len(after) else len(hits) - first)
-    return float((end - first) * step)
+    return first * step, end * step
+
+
+def run_line(mask: np.ndarray, start: np.ndarray, direction: np.ndarray) -> tuple[float, Line] | None:
+    """:func:`first_run` as ``(pixels, line)``."""
+    run = first_run(mask, start, direction)
+    if run is None:
+        return None
+    ends = [start + distance * direction for distance in run]
+    return run[1] - run[0], tuple((round(float(r), 2), round(float(c), 2)) for r, c in ends)
 
 
 def mean_over(heatmap: np.ndarray | None, mask: np.ndarray) -> float | None:
@@ -83,6 +117,13 @@ def mean_over(heatmap: np.ndarray | None, mask: np.ndarray) -> float | None:
 
 def mm(values: dict[str, float], spacing: float, suffix: str) -> dict[str, float]:
     return {f"{key}{suffix}": round(value * spacing, 1) for key, value in values.items()}
+
+
+def add_lengths(entry: dict, lengths: dict[str, tuple[float, Line]], spacing: float) -> None:
+    """``entry[name + "_mm"]`` and ``entry["lines_px"][name]`` for every ``(pixels, line)`` in ``lengths``."""
+    for name, (pixels, line) in lengths.items():
+        entry[f"{name}_mm"] = round(pixels * spacing, 1)
+        entry.setdefault("lines_px", {})[name] = line
 
 
 def disc_frames(levels: Levels) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -100,28 +141,37 @@ def vertebra_frame(vertebra: Level, frames: dict) -> tuple[np.ndarray, np.ndarra
     return u, np.array([-u[1], u[0]])
 
 
+def level_entry(level: Level) -> dict:
+    """What every level's entry starts with: name, count from the bottom, whether it was segmented, its
+    value in the level labelmap (None if not segmented) and its centroid."""
+    return {"name": level.name, "from_bottom": level.from_bottom, "segmented": not level.missing,
+            "label_value": level.instance or None, "centroid_px": tuple(round(float(c), 2) for c in level.centroid)}
+
+
 def measure_vertebra(levels: Levels, vertebra: Level, frames: dict, heatmap, spacing: float) -> dict:
-    """Heights (anterior/middle/posterior), depth and mean uncertainty of one vertebral body, in mm."""
-    entry = {"name": vertebra.name, "from_bottom": vertebra.from_bottom, "segmented": not vertebra.missing}
+    """Heights (anterior/middle/posterior), depth, their lines and the mean uncertainty of one body, in mm."""
+    entry = level_entry(vertebra)
     mask = levels.mask(vertebra)
     if mask.any():
         frame = vertebra_frame(vertebra, frames)
-        entry |= mm(heights(mask, frame), spacing, "_height_mm")
-        entry["depth_mm"] = round(depth(mask, frame) * spacing, 1)
+        lengths = {f"{k}_height": value for k, value in height_lines(mask, frame).items()}
+        add_lengths(entry, lengths | {"depth": depth_line(mask, frame)}, spacing)
     entry["mean_uncertainty"] = mean_over(heatmap, mask)
     return entry
 
 
 def measure_disc(levels: Levels, disc: Level, labels: np.ndarray, frames: dict, heatmap, spacing: float) -> dict:
-    """Heights, canal diameter and mean uncertainty of one disc, in mm (height index added later)."""
-    entry = {"name": disc.name, "from_bottom": disc.from_bottom, "segmented": not disc.missing}
+    """Heights, canal diameter, their lines and the mean uncertainty of one disc, in mm (height index added later)."""
+    entry = level_entry(disc)
     mask = levels.mask(disc)
     if mask.any():
         frame = frames[disc.from_bottom]
-        entry |= mm(heights(mask, frame), spacing, "_height_mm")
+        add_lengths(entry, {f"{k}_height": value for k, value in height_lines(mask, frame).items()}, spacing)
         entry["mean_height_mm"] = round(float(np.mean([entry[f"{k}_height_mm"] for k in POSITIONS])), 1)
-        canal = labels == by_key("SC").value
-        entry["canal_ap_diameter_mm"] = round(run_length(canal, np.array(disc.centroid), frame[0]) * spacing, 1)
+        canal = run_line(labels == by_key("SC").value, np.array(disc.centroid), frame[0])
+        entry["canal_ap_diameter_mm"] = round(canal[0] * spacing, 1) if canal else 0.0
+        if canal:
+            entry["lines_px"]["canal_ap_diameter"] = canal[1]
     entry["mean_uncertainty"] = mean_over(heatmap, mask)
     return entry
 
@@ -156,8 +206,11 @@ def measure_levels(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | Non
     Returns:
         ``{"vertebrae": [...], "discs": [...]}``, bottom-up, one dict per level with keys in mm
         (``*_height_mm``, ``depth_mm``, ``canal_ap_diameter_mm``, ``slip_mm``, ``slip_percent``), the
-        dimensionless ``height_index`` and ``mean_uncertainty``; levels inferred but not segmented
-        carry ``"segmented": False`` and no measurements.
+        dimensionless ``height_index`` and ``mean_uncertainty``, the level's ``label_value`` in
+        ``levels.instances``, its ``centroid_px`` and the
+        measured lines ``lines_px`` (``{"anterior_height": ((row, col), (row, col)), ...}``, one per
+        length, named as the length without ``_mm``); levels inferred but not segmented carry
+        ``"segmented": False`` and no measurements.
     """
     frames = disc_frames(levels)
     vertebrae = [measure_vertebra(levels, v, frames, heatmap, spacing_mm) for v in levels.vertebrae]

@@ -26,6 +26,7 @@ SUFFIXES = {
     "labels": "_labels.nii.gz",
     "uncertainty": "_uncertainty.nii.gz",
     "segmentation": ".seg.nrrd",
+    "level_labels": "_level_labels.nii.gz",
     "preview": "_preview.png",
     "levels": "_levels.csv",
     "report": "_report.json",
@@ -93,12 +94,16 @@ def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str
         sitk.WriteImage(result.labels, str(staged["labels"]), useCompression=True)
         sitk.WriteImage(result.uncertainty, str(staged["uncertainty"]), useCompression=True)
         write_seg_nrrd(result.labels, staged["segmentation"])
+        level_labels = result.level_labels()
+        if level_labels is not None:
+            sitk.WriteImage(level_labels, str(staged["level_labels"]), useCompression=True)
         write_preview(result, staged["preview"])
         write_levels_csv(result.levels or {"vertebrae": [], "discs": []}, staged["levels"])
         report = build_report(result, source, dict(result.timings))
         staged["report"].write_text(json.dumps(report, indent=2) + "\n")
         for key in SUFFIXES:  # report last
-            staged[key].replace(paths[key])
+            if staged[key].exists() or key == "report":
+                staged[key].replace(paths[key])
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -15,14 +15,15 @@ import SimpleITK as sitk
 import torch
 
 from . import __version__
-from .assessment import assess_slice
+from .assessment import assess_levels
 from .errors import SpineSegDiffError
 from .grading import optional_grader
 from .labels import by_key
+from .levels import find_levels
 from .model_set import ModelSet, open_models
 from .options import SegmentOptions, resolve_device
 from .postprocess import remove_small_components
-from .preprocess import Geometry, from_model_space, to_model_space
+from .preprocess import Geometry, from_model_space, model_point_to_patient, to_model_space
 from .refiner import refine_slices
 
 DEFAULT_OPTIONS = SegmentOptions()
@@ -42,7 +43,9 @@ class SegmentationResult:
         geometry: the mapping between both grids.
         timings: seconds per stage.
         levels: named vertebrae and discs of the central processed slice, with measurements and
-            grades (:func:`~.assessment.assess_slice`).
+            grades (:func:`~.assessment.assess_levels`).
+        model_level_labels: int32 ``(N, H, W)``: each named level's ``label_value`` over its pixels
+            (on the central slice only).
     """
 
     labels: sitk.Image
@@ -56,10 +59,18 @@ class SegmentationResult:
     models: dict
     timings: dict[str, float] = field(default_factory=dict)
     levels: dict | None = None
+    model_level_labels: np.ndarray | None = None
 
     @property
     def slice_indices(self) -> tuple[int, ...]:
         return self.geometry.slice_indices
+
+    def level_labels(self) -> sitk.Image | None:
+        """The level labelmap (values: the report's ``label_value``) on the input grid, or None."""
+        if self.model_level_labels is None:
+            return None
+        return sitk.Cast(from_model_space(self.model_level_labels, self.geometry, sitk.sitkNearestNeighbor),
+                         sitk.sitkUInt8)
 
     def structure_uncertainty(self, key: str) -> sitk.Image:
         """One structure's float32 heatmap (``"SC"``, ``"VB"``, ``"IVD"``) on the input grid, resampled on request."""
@@ -129,13 +140,24 @@ class Segmenter:
             model_structure_uncertainty=class_uncertainty, geometry=geometry,
             options=self.describe_options(options), models=self.model_description(),
         )
-        k = len(images) // 2
-        result.levels = assess_slice(images[k], labels[k], uncertainty[k], self.grader, geometry.model_grid.spacing[0])
+        self._assess(result)
         timings["postprocess"], _ = _lap(clock)
         timings["total"] = time.perf_counter() - start
         result.timings = timings
         progress("done", 1.0)
         return result
+
+    def _assess(self, result: SegmentationResult) -> None:
+        """Name, measure and grade the levels of the central processed slice (``result.levels``)."""
+        k = len(result.model_image) // 2
+        image, labels = result.model_image[k], result.model_labels[k]
+        spacing = result.geometry.model_grid.spacing[0]
+        levels = find_levels(labels, image, spacing)
+        to_patient = lambda row, column: model_point_to_patient(result.geometry.model_grid, k, row, column)  # noqa: E731
+        result.levels = assess_levels(levels, image, labels, result.model_uncertainty[k], self.grader, spacing,
+                                      to_patient)
+        result.model_level_labels = np.zeros(result.model_labels.shape, np.int32)
+        result.model_level_labels[k] = levels.instances
 
     def _refine(self, images: np.ndarray, presegmentation: np.ndarray, preseg_uncertainty: np.ndarray,
                 options: SegmentOptions, progress: Progress):

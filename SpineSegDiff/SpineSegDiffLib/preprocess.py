@@ -134,6 +134,15 @@ def model_grid_for(oriented: sitk.Image, first_slice: int, num_slices: int,
     return GridGeometry(size, spacing, tuple(origin.tolist()), oriented.GetDirection())
 
 
+def model_point_to_patient(grid: GridGeometry, model_slice: int, row: float, column: float) -> tuple[float, ...]:
+    """Patient coordinates (LPS, mm) of a continuous model-space position: element ``[model_slice, row,
+    column]`` of an ``(N, H, W)`` model-space array."""
+    direction = np.array(grid.direction).reshape(3, 3)
+    index = np.array([column, row, model_slice], float)
+    point = np.array(grid.origin) + direction @ (np.array(grid.spacing) * index)
+    return tuple(round(float(x), 3) for x in point)
+
+
 def resample(image: sitk.Image, grid: GridGeometry, interpolator: int, default: float = 0.0) -> sitk.Image:
     """Resample ``image`` onto ``grid`` in physical space (identity transform)."""
     return sitk.Resample(image, grid.blank(image.GetPixelID()), sitk.Transform(), interpolator, default)

@@ -1,23 +1,43 @@
-"""The report's per-level assessment as a Slicer table: one row per vertebra and disc, bottom-up.
+"""The report's per-level assessment in Slicer: a table (one row per vertebra and disc, bottom-up), one
+segment per level, the measurement lines as markups lines, and the level names as labelled points.
 
 The rows come from the report's ``"vertebrae"`` and ``"discs"`` lists (see
 ``SpineSegDiffLib.measurements.measure_levels`` and ``SpineSegDiffLib.assessment.assess_slice``);
 lengths are in mm as the report gives them, and a value the report leaves out (a level that was not
-segmented, a grade without the grading model) is NaN. The table node is marked with
-:data:`~.logic.ROLE_ATTRIBUTE` ``levels`` and references its input volume, so a re-run on the same
-volume updates it instead of adding another.
+segmented, a grade without the grading model) is NaN. Every node made here is marked with
+:data:`~.logic.ROLE_ATTRIBUTE` and references its input volume, so a re-run on the same volume updates
+(or replaces) the previous result's nodes instead of adding more.
+
+Points come from the report in patient coordinates (``centroid_lps_mm``, ``lines_lps_mm``: LPS, as DICOM
+and ITK use) and become RAS here. The level labelmap (``<stem>_level_labels.nii.gz``) holds each level's
+``label_value`` on the input grid.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import SimpleITK as sitk
 import vtk
 
+from SpineSegDiffLib.labels import by_key, level_terminology
+
+from . import mrml
 from .logic import INPUT_ROLE, ROLE_ATTRIBUTE
 
 LEVELS_ROLE = "levels"
+LEVEL_SEGMENTS_ROLE = "level segments"
+MEASUREMENT_ROLE = "measurement"
+LEVEL_NAMES_ROLE = "level names"
 TABLE_SUFFIX = " SpineSegDiff levels"
+SEGMENTATION_SUFFIX = " SpineSegDiff level segments"
+MEASUREMENTS_FOLDER_SUFFIX = " SpineSegDiff measurements"
+NAMES_SUFFIX = " SpineSegDiff level names"
+ALTERNATE_SHADE = 0.75
+"""Every other level of a structure is drawn this much darker, so that neighbours stand apart."""
 TEXT_COLUMNS = (("Level", "name"), ("Kind", "kind"))
 NUMBER_COLUMNS = (
     ("From bottom", "from_bottom"),
@@ -89,9 +109,172 @@ def update_levels_table(scene, volume_node, report: dict, new_node: bool = False
     node = None if new_node else find_levels_table(scene, volume_node)
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLTableNode", volume_node.GetName() + TABLE_SUFFIX)
-        node.SetAttribute(ROLE_ATTRIBUTE, LEVELS_ROLE)
-        node.SetNodeReferenceID(INPUT_ROLE, volume_node.GetID())
+        mark(node, LEVELS_ROLE, volume_node)
     node.SetAndObserveTable(levels_table(report))
     node.SetUseColumnNameAsColumnHeader(True)
     node.SetLocked(True)
     return node
+
+
+@dataclass(frozen=True)
+class LevelNodes:
+    """What one run adds for the levels: the table, the per-level segments, the measurement lines
+    (``{(level name, measurement): line node}``) and the labelled level points."""
+
+    table: Any
+    segmentation: Any
+    lines: dict
+    names: Any
+
+
+def ras(point_lps) -> tuple[float, float, float]:
+    """A report point (LPS, mm) in RAS."""
+    x, y, z = (float(v) for v in point_lps)
+    return -x, -y, z
+
+
+def level_entries(report: dict) -> list[dict]:
+    """The report's levels bottom-up (see :func:`level_rows`) that were segmented."""
+    return [row for row in level_rows(report) if row.get("label_value")]
+
+
+def level_color(row: dict) -> tuple[float, float, float]:
+    """The structure's colour, darker for every other level."""
+    color = np.array(by_key("VB" if row["kind"] == "vertebra" else "IVD").color)
+    return tuple(float(c) for c in (color * (ALTERNATE_SHADE if row["from_bottom"] % 2 else 1.0)))
+
+
+def segment_id(row: dict) -> str:
+    """``vertebra_L4``, ``disc_L4-L5``: stable across runs, no path separators."""
+    return f"{row['kind']}_{row['name'].replace('/', '-')}"
+
+
+def nodes_with_role(scene, volume_node, role: str, class_name: str = "vtkMRMLNode") -> list:
+    """Nodes of ``class_name`` marked with ``role`` that reference ``volume_node``."""
+    nodes = scene.GetNodesByClass(class_name)
+    found = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+    return [node for node in found
+            if node.GetAttribute(ROLE_ATTRIBUTE) == role and node.GetNodeReference(INPUT_ROLE) is volume_node]
+
+
+def mark(node, role: str, volume_node) -> None:
+    """Tag a result node with its role and input volume; place it under the volume's transform if it has a place."""
+    node.SetAttribute(ROLE_ATTRIBUTE, role)
+    node.SetNodeReferenceID(INPUT_ROLE, volume_node.GetID())
+    if node.IsA("vtkMRMLTransformableNode"):
+        mrml.place_like(node, volume_node)
+
+
+def update_level_segmentation(scene, volume_node, level_labels: sitk.Image, report: dict, new_node: bool = False):
+    """One segment per segmented level (named, coded with :func:`~SpineSegDiffLib.labels.level_terminology`,
+    coloured by structure) from the level labelmap; None when the report names no level."""
+    rows = level_entries(report)
+    if not rows:
+        return None
+    previous = [] if new_node else nodes_with_role(scene, volume_node, LEVEL_SEGMENTS_ROLE, "vtkMRMLSegmentationNode")
+    node = previous[0] if previous else None
+    if node is None:
+        mrml.segmentations_logic(scene)
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                       scene.GenerateUniqueName(volume_node.GetName() + SEGMENTATION_SUFFIX))
+        node.CreateDefaultDisplayNodes()
+        node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        mark(node, LEVEL_SEGMENTS_ROLE, volume_node)
+    segments = [(row["label_value"], segment_id(row), row["name"], level_color(row),
+                 level_terminology(row["kind"], row["name"])) for row in rows]
+    mrml.replace_labelled_segments(node, level_labels, segments)
+    node.GetDisplayNode().SetVisibility3D(False)
+    return node
+
+
+def update_measurement_lines(scene, volume_node, report: dict, new_nodes: bool = False) -> dict:
+    """A markups line per measured length (``lines_lps_mm``), named "<level> <measurement>" and filed in a
+    subject hierarchy folder; a re-run replaces the previous run's lines. Returns ``{(level, measurement): node}``."""
+    if not new_nodes:
+        for node in nodes_with_role(scene, volume_node, MEASUREMENT_ROLE, "vtkMRMLMarkupsLineNode"):
+            scene.RemoveNode(node)
+    hierarchy = mrml.subject_hierarchy(scene)
+    folder = None
+    lines = {}
+    for row in level_rows(report):
+        for measurement, points in (row.get("lines_lps_mm") or {}).items():
+            if folder is None:
+                folder = measurements_folder(hierarchy, volume_node)
+            node = add_line(scene, volume_node, f"{row['name']} {measurement.replace('_', ' ')}", points, row)
+            mrml.file_under(hierarchy, node, folder)
+            lines[(row["name"], measurement)] = node
+    return lines
+
+
+def measurements_folder(hierarchy, volume_node) -> int:
+    """The subject hierarchy folder for the volume's measurement lines (made once, then reused)."""
+    name = volume_node.GetName() + MEASUREMENTS_FOLDER_SUFFIX
+    folder = hierarchy.GetItemChildWithName(hierarchy.GetSceneItemID(), name)
+    return folder or hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), name)
+
+
+def add_line(scene, volume_node, name: str, points_lps, row: dict):
+    """One unlocked markups line (the reader may move its ends; Slicer re-measures it) without labels in the views."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", name)
+    node.CreateDefaultDisplayNodes()
+    for point in points_lps:
+        node.AddControlPoint(*ras(point))
+    display = node.GetDisplayNode()
+    display.SetSelectedColor(*level_color(row))
+    display.SetPropertiesLabelVisibility(False)
+    display.SetPointLabelsVisibility(False)
+    mark(node, MEASUREMENT_ROLE, volume_node)
+    return node
+
+
+def update_level_names(scene, volume_node, report: dict, new_node: bool = False):
+    """A locked point list with one labelled point per level at its centroid ("L4", "L4/L5"), or None."""
+    rows = [row for row in level_rows(report) if row.get("centroid_lps_mm")]
+    if not rows:
+        return None
+    previous = [] if new_node else nodes_with_role(scene, volume_node, LEVEL_NAMES_ROLE, "vtkMRMLMarkupsFiducialNode")
+    node = previous[0] if previous else None
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", volume_node.GetName() + NAMES_SUFFIX)
+        node.CreateDefaultDisplayNodes()
+        mark(node, LEVEL_NAMES_ROLE, volume_node)
+    node.RemoveAllControlPoints()
+    for row in rows:
+        node.AddControlPoint(*ras(row["centroid_lps_mm"]), row["name"])
+    node.SetLocked(True)
+    return node
+
+
+def load_levels(scene, volume_node, report: dict, level_labels: sitk.Image | None,
+                new_nodes: bool = False) -> LevelNodes:
+    """Every levels node of one result (see the module docstring); parts the report lacks are None / empty."""
+    table = update_levels_table(scene, volume_node, report, new_node=new_nodes)
+    segmentation = (update_level_segmentation(scene, volume_node, level_labels, report, new_node=new_nodes)
+                    if level_labels is not None else None)
+    lines = update_measurement_lines(scene, volume_node, report, new_nodes=new_nodes)
+    names = update_level_names(scene, volume_node, report, new_node=new_nodes)
+    return LevelNodes(table, segmentation, lines, names)
+
+
+def level_centroid_ras(report: dict, name: str) -> tuple[float, float, float] | None:
+    """RAS centre of the level called ``name`` (to jump the views there), or None."""
+    row = next((r for r in level_rows(report) if r["name"] == name and r.get("centroid_lps_mm")), None)
+    return ras(row["centroid_lps_mm"]) if row else None
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
+    """The module's levels list, bottom-up: level, middle height (vertebra) or mean height (disc) in mm, disc
+    height index, Pfirrmann grade with its probability, mean uncertainty; "-" where a value does not apply."""
+
+    def text(value, fmt: str = "{}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    rows = []
+    for row in level_rows(report):
+        height = row.get("mean_height_mm") if row["kind"] == "disc" else row.get("middle_height_mm")
+        grade, probabilities = row.get("pfirrmann_grade"), row.get("pfirrmann_probabilities")
+        graded = f"{grade} ({max(probabilities):.0%})" if grade is not None and probabilities else text(grade)
+        name = row["name"] if row.get("segmented", True) else f"{row['name']} (not segmented)"
+        rows.append((name, text(height, "{:.1f}"), text(row.get("height_index"), "{:.2f}"), graded,
+                     text(row.get("mean_uncertainty"), "{:.2f}")))
+    return rows

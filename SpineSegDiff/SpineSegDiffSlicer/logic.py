@@ -90,6 +90,12 @@ def read_report(files: dict[str, str]) -> dict:
     return json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
 
 
+def read_level_labels(files: dict[str, str]) -> sitk.Image | None:
+    """The worker's level labelmap (values: the report's ``label_value``), or None if it wrote none."""
+    path = files.get("level_labels")
+    return sitk.ReadImage(path) if path and Path(path).is_file() else None
+
+
 def add_result_nodes(scene, volume_node, labels: sitk.Image, uncertainty: sitk.Image,
                      closed_surface: bool = True, reuse: ResultNodes | None = None) -> ResultNodes:
     """Segmentation and heatmap nodes on the input volume's grid: ``reuse``'s nodes updated in place, or new

@@ -138,22 +138,43 @@ def labels_to_segmentation_node(scene, labels: sitk.Image, reference_volume_node
 
 def replace_segments(node, labels: sitk.Image, closed_surface: bool = True) -> None:
     """Make the node's segments those of ``labels`` (one per structure, IDs = keys); other segments are removed."""
+    replace_labelled_segments(node, labels, [(s.value, s.key, s.name, s.color, s.terminology) for s in STRUCTURES])
+    if closed_surface:
+        node.CreateClosedSurfaceRepresentation()
+    node.GetDisplayNode().SetVisibility3D(closed_surface)
+
+
+def replace_labelled_segments(node, labels: sitk.Image, segments) -> None:
+    """Make the node's segments those of ``labels``, one per ``(label value, segment ID, name, colour,
+    terminology entry)`` of ``segments``, sharing one labelmap layer; other segments are removed."""
     segmentation = node.GetSegmentation()
     segmentation.RemoveAllSegments()
     representation = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     segmentation.SetSourceRepresentationName(representation)
     labelmap = _oriented_labelmap(labels)
-    for structure in STRUCTURES:
+    for value, segment_id, name, color, terminology in segments:
         segment = slicer.vtkSegment()
-        segment.SetName(structure.name)
-        segment.SetColor(*structure.color)
-        segment.SetLabelValue(structure.value)
-        segment.SetTag("TerminologyEntry", structure.terminology)
+        segment.SetName(name)
+        segment.SetColor(*color)
+        segment.SetLabelValue(int(value))
+        segment.SetTag("TerminologyEntry", terminology)
         segment.AddRepresentation(representation, labelmap)
-        segmentation.AddSegment(segment, structure.key)
-    if closed_surface:
-        node.CreateClosedSurfaceRepresentation()
-    node.GetDisplayNode().SetVisibility3D(closed_surface)
+        segmentation.AddSegment(segment, segment_id)
+
+
+def subject_hierarchy(scene):
+    """The scene's subject hierarchy node (Slicer keeps exactly one per scene)."""
+    return slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+
+
+def file_under(hierarchy, node, folder: int) -> None:
+    """Put ``node`` under the subject hierarchy ``folder`` (its item is made if the scene has none yet, as in
+    a bare scene without Slicer's subject hierarchy plugins)."""
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.SetItemParent(item, folder)
+    else:
+        hierarchy.CreateItem(folder, node)
 
 
 def segmentation_to_labels(scene, segmentation_node, reference_volume_node) -> np.ndarray:

@@ -1,0 +1,115 @@
+"""The levels of a result as Slicer nodes under real compiled MRML (slicer-core): one segment per level,
+one markups line per measured length, the level names as points, and re-runs that replace them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (compiled MRML) is not installed", allow_module_level=True)
+
+import vtk  # noqa: E402
+from test_measurements import spine_case  # noqa: E402
+
+from SpineSegDiffSlicer import levels_mrml, logic, mrml  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def case():
+    assessment, level_labels = spine_case()
+    return {"slice_index": 2, "sagittal_axis": 2, **assessment}, level_labels
+
+
+@pytest.fixture
+def scene():
+    scene = slicer.vtkMRMLScene()
+    scene.AddNode(slicer.vtkMRMLSelectionNode())  # units for the markups measurements
+    return scene
+
+
+@pytest.fixture
+def volume(scene, case):
+    return mrml.volume_node_from_image(scene, sitk.Cast(case[1], sitk.sitkFloat32), "T2")
+
+
+def segmented(report: dict) -> list[dict]:
+    return [row for row in levels_mrml.level_rows(report) if row.get("label_value")]
+
+
+def test_one_segment_per_level_named_coded_and_on_its_voxels(scene, volume, case):
+    report, level_labels = case
+    nodes = levels_mrml.load_levels(scene, volume, report, level_labels)
+    segmentation = nodes.segmentation.GetSegmentation()
+    rows = segmented(report)
+    assert segmentation.GetNumberOfSegments() == len(rows) == 9
+    for row in rows:
+        segment = segmentation.GetSegment(levels_mrml.segment_id(row))
+        assert segment.GetName() == row["name"]
+        entry = vtk.reference("")
+        assert segment.GetTag("TerminologyEntry", entry)
+        meaning = str(entry).split("~")[2].split("^")[2]
+        expected = {"S1": "Sacrum", "L4": "L4 vertebra"}.get(row["name"], meaning)
+        assert meaning == expected
+        if row["kind"] == "disc":
+            assert meaning == "Intervertebral disc"
+    l4 = segmentation.GetSegment("vertebra_L4")
+    assert l4.GetLabelValue() == next(r["label_value"] for r in rows if r["name"] == "L4")
+    assert nodes.segmentation.GetNodeReference(logic.INPUT_ROLE) is volume
+
+
+def test_a_line_per_measured_length_with_the_reported_length(scene, volume, case):
+    report, level_labels = case
+    lines = levels_mrml.load_levels(scene, volume, report, level_labels).lines
+    expected = {(row["name"], name): row[f"{name}_mm"] for row in levels_mrml.level_rows(report)
+                for name in row.get("lines_lps_mm", {})}
+    assert set(lines) == set(expected) and len(lines) == 9 * 4  # 3 heights + depth or canal
+    for key, node in lines.items():
+        assert node.GetName() == f"{key[0]} {key[1].replace('_', ' ')}"
+        assert node.GetNumberOfControlPoints() == 2 and not node.GetLocked()
+        assert node.GetMeasurement("length").GetValue() == pytest.approx(expected[key], abs=0.06)
+    hierarchy = mrml.subject_hierarchy(scene)
+    folder = hierarchy.GetItemParent(hierarchy.GetItemByDataNode(next(iter(lines.values()))))
+    assert hierarchy.GetItemName(folder) == "T2 SpineSegDiff measurements"
+
+
+def test_level_names_are_points_at_the_level_centres_in_ras(scene, volume, case):
+    report, level_labels = case
+    names = levels_mrml.load_levels(scene, volume, report, level_labels).names
+    rows = levels_mrml.level_rows(report)
+    labels = [names.GetNthControlPointLabel(i) for i in range(names.GetNumberOfControlPoints())]
+    assert labels == [r["name"] for r in rows]
+    l4 = next(r for r in rows if r["name"] == "L4")
+    x, y, z = l4["centroid_lps_mm"]
+    assert levels_mrml.level_centroid_ras(report, "L4") == pytest.approx((-x, -y, z))
+    position = np.array(names.GetNthControlPointPosition(rows.index(l4)))
+    assert position == pytest.approx(np.array([-x, -y, z]), abs=1e-3)
+    # the point lies on the L4 voxels of the level labelmap (through Slicer's own RAS geometry)
+    ijk = np.linalg.inv(slicer.util.arrayFromVTKMatrix(ijk_to_ras(volume))) @ np.append(position, 1.0)
+    array = sitk.GetArrayFromImage(level_labels)
+    assert array[tuple(np.round(ijk[2::-1]).astype(int))] == l4["label_value"]
+
+
+def ijk_to_ras(volume) -> vtk.vtkMatrix4x4:
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return matrix
+
+
+def test_a_second_run_replaces_the_levels_nodes_and_new_nodes_keeps_them(scene, volume, case):
+    report, level_labels = case
+    first = levels_mrml.load_levels(scene, volume, report, level_labels)
+    second = levels_mrml.load_levels(scene, volume, report, level_labels)
+    assert second.segmentation is first.segmentation and second.names is first.names
+    count = len(first.lines)
+    assert scene.GetNodesByClass("vtkMRMLMarkupsLineNode").GetNumberOfItems() == count
+    levels_mrml.load_levels(scene, volume, report, level_labels, new_nodes=True)
+    assert scene.GetNodesByClass("vtkMRMLMarkupsLineNode").GetNumberOfItems() == 2 * count
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 2
+
+
+def test_a_report_without_levels_adds_no_levels_nodes(scene, volume):
+    nodes = levels_mrml.load_levels(scene, volume, {"vertebrae": [], "discs": []}, None)
+    assert nodes == levels_mrml.LevelNodes(None, None, {}, None)
