@@ -30,7 +30,7 @@ def test_outputs_land_on_the_input_grid(tmp_path, tiny_models):
     assert _segment([source], tmp_path / "out", tiny_models) == 0
     out = tmp_path / "out"
     expected = {"oblique_labels.nii.gz", "oblique_uncertainty.nii.gz", "oblique.seg.nrrd", "oblique_report.json",
-                "oblique_preview.png", "oblique_levels.csv", "summary.json"}
+                "oblique_preview.png", "oblique_levels.csv", "oblique_level_labels.nii.gz", "summary.json"}
     assert {p.name for p in out.iterdir()} == expected
     labels = sitk.ReadImage(str(out / "oblique_labels.nii.gz"))
     heat = sitk.ReadImage(str(out / "oblique_uncertainty.nii.gz"))

@@ -263,3 +263,23 @@ def test_the_bundled_sample_as_a_dicom_series_round_trips(tmp_path):
     order = [source_uid_by_slice(files, labels_image)[u] for u in uids]
     for n, structure in enumerate(STRUCTURES):
         np.testing.assert_array_equal(decoded[..., n].astype(bool), labels[order] == structure.value)
+
+
+def test_a_dicom_series_input_gets_a_seg_beside_the_other_outputs(tmp_path, tiny_models):
+    from SpineSegDiffLib.cli import main
+
+    files = write_series(synthetic_spine(size=(60, 64, 8), spacing=(0.9, 0.8, 3.5)), tmp_path / "series")
+    out = tmp_path / "out"
+    code = main(["segment", str(tmp_path / "series"), "-o", str(out), "--models", str(tiny_models), "--no-refine",
+                 "--quiet"])
+    assert code == 0
+    report = json.loads((out / "series_report.json").read_text())
+    assert report["warnings"] == []
+    seg = hd.seg.segread(out / "series_seg.dcm")
+    labels = sitk.ReadImage(str(out / "series_labels.nii.gz"))
+    named = [level for level in levels_from_report(report) if level["label_value"]]
+    assert seg.number_of_segments == len(STRUCTURES) + len(named)
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced <= {pydicom.dcmread(f).SOPInstanceUID for f in files}
+    assert seg.get_pixels_by_source_instance(sorted(referenced), segment_numbers=[2]).sum() > 0
+    assert sitk.GetArrayFromImage(labels).max() > 0

@@ -58,6 +58,7 @@ def segment_file(out_dir: Path, options: SegmentOptions, overwrite: bool, series
 
     ``progress(stage, fraction)``, when given, also receives the pipeline's progress (it may raise
     :class:`~.errors.Cancelled`)."""
+    from .dicom_seg import source_dicom_files
     from .outputs import write_case
 
     def work(case: Case, segmenter) -> dict:
@@ -65,7 +66,8 @@ def segment_file(out_dir: Path, options: SegmentOptions, overwrite: bool, series
         try:
             image = read_volume(case.source, series)
             result = segmenter.segment(image, options, bar if progress is None else _both(bar, progress))
-            report = write_case(result, out_dir, case.stem, case.name, overwrite)
+            report = write_case(result, out_dir, case.stem, case.name, overwrite,
+                                source_dicom_files(case.source, series))
         finally:
             bar.close()
         return {"slice_index": report["slice_index"], "seconds": report["timings_s"]["total"]}

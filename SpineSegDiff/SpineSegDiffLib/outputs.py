@@ -1,4 +1,5 @@
-"""Writing one case's results: labelmap, heatmap, .seg.nrrd, report JSON, preview PNG.
+"""Writing one case's results: labelmap, heatmap, .seg.nrrd, level labelmap, levels CSV (per slice too in
+the volumetric modes), report JSON, preview PNG.
 
 All files go to a hidden staging folder first and are renamed into place one by one, the report
 last: a case is complete exactly when its report exists, so an interrupted run never leaves a
@@ -16,11 +17,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from .assessment import write_levels_csv
+from .dicom_seg import levels_from_report, write_dicom_seg
 from .errors import SpineSegDiffError
 from .labels import STRUCTURES
 from .pipeline import SegmentationResult
 from .preview import write_preview
 from .segfile import write_seg_nrrd
+from .volume_levels import write_slice_levels_csv
 
 SUFFIXES = {
     "labels": "_labels.nii.gz",
@@ -28,7 +31,9 @@ SUFFIXES = {
     "segmentation": ".seg.nrrd",
     "level_labels": "_level_labels.nii.gz",
     "preview": "_preview.png",
+    "dicom_seg": "_seg.dcm",
     "levels": "_levels.csv",
+    "slice_levels": "_levels_per_slice.csv",
     "report": "_report.json",
 }
 
@@ -83,8 +88,22 @@ def build_report(result: SegmentationResult, source: str, timings: dict[str, flo
     }
 
 
-def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str, overwrite: bool = False) -> dict:
-    """Write every output of one case; returns the report. Nothing is left behind on failure."""
+def write_dicom_seg_or_warn(result: SegmentationResult, sources: list[Path], path: Path) -> list[str]:
+    """Write the DICOM SEG of the structures and the named levels; returns the warning if it could not be."""
+    levels = levels_from_report(result.levels) if result.levels else None
+    try:
+        write_dicom_seg(result.labels, sources, path, levels, result.level_labels() if levels else None)
+    except SpineSegDiffError as error:
+        return [f"no DICOM SEG: {error}"]
+    return []
+
+
+def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str, overwrite: bool = False,
+               dicom_sources: list[Path] | None = None) -> dict:
+    """Write every output of one case; returns the report. Nothing is left behind on failure.
+
+    With ``dicom_sources`` (the files of the DICOM series the input was read from) a DICOM SEG is written
+    too; when the series cannot carry one, the report's ``warnings`` say why and the rest is written."""
     check_writable(out_dir, stem, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out_dir, stem)
@@ -99,7 +118,11 @@ def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str
             sitk.WriteImage(level_labels, str(staged["level_labels"]), useCompression=True)
         write_preview(result, staged["preview"])
         write_levels_csv(result.levels or {"vertebrae": [], "discs": []}, staged["levels"])
+        if result.slice_levels is not None:
+            write_slice_levels_csv(result.slice_levels, staged["slice_levels"])
         report = build_report(result, source, dict(result.timings))
+        if dicom_sources:
+            report["warnings"] = write_dicom_seg_or_warn(result, dicom_sources, staged["dicom_seg"])
         staged["report"].write_text(json.dumps(report, indent=2) + "\n")
         for key in SUFFIXES:  # report last
             if staged[key].exists() or key == "report":

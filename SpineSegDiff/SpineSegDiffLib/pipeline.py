@@ -25,6 +25,7 @@ from .options import SegmentOptions, resolve_device
 from .postprocess import remove_small_components
 from .preprocess import Geometry, from_model_space, model_point_to_patient, to_model_space
 from .refiner import refine_slices
+from .volume_levels import measure_slices, propagate_levels
 
 DEFAULT_OPTIONS = SegmentOptions()
 Progress = Callable[[str, float], None]
@@ -45,7 +46,9 @@ class SegmentationResult:
         levels: named vertebrae and discs of the central processed slice, with measurements and
             grades (:func:`~.assessment.assess_levels`).
         model_level_labels: int32 ``(N, H, W)``: each named level's ``label_value`` over its pixels
-            (on the central slice only).
+            (tracked from the central slice through every processed slice, :mod:`~.volume_levels`).
+        slice_levels: in the volumetric modes, the measurements of every level on every processed slice
+            (:func:`~.volume_levels.measure_slices`); None for a single slice.
     """
 
     labels: sitk.Image
@@ -60,6 +63,7 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
     levels: dict | None = None
     model_level_labels: np.ndarray | None = None
+    slice_levels: list[dict] | None = None
 
     @property
     def slice_indices(self) -> tuple[int, ...]:
@@ -156,8 +160,13 @@ class Segmenter:
         to_patient = lambda row, column: model_point_to_patient(result.geometry.model_grid, k, row, column)  # noqa: E731
         result.levels = assess_levels(levels, image, labels, result.model_uncertainty[k], self.grader, spacing,
                                       to_patient)
-        result.model_level_labels = np.zeros(result.model_labels.shape, np.int32)
-        result.model_level_labels[k] = levels.instances
+        if len(result.model_image) == 1:
+            result.model_level_labels = levels.instances[None]
+            return
+        labels, heatmap = result.model_labels, result.model_uncertainty
+        result.model_level_labels = propagate_levels(levels, labels, k, spacing)
+        result.slice_levels = measure_slices(levels, result.model_level_labels, labels, heatmap, spacing,
+                                             result.slice_indices)
 
     def _refine(self, images: np.ndarray, presegmentation: np.ndarray, preseg_uncertainty: np.ndarray,
                 options: SegmentOptions, progress: Progress):
