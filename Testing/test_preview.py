@@ -29,3 +29,24 @@ def test_preview_shows_segments_and_heatmap_side_by_side(tmp_path):
     expected_hot = np.round(255 * (0.2 * 100 / 255 + 0.8 * INFERNO[-1])).astype(int)
     assert np.abs(right[32, 22] - expected_hot).max() <= 1
     assert (right[5, 5] == grey).all(), "certain pixels are not coloured"
+
+
+def test_level_names_are_written_anterior_to_their_level_and_nowhere_else(tmp_path):
+    image = np.full((1, 60, 80), 100.0, np.float32)
+    labels = np.zeros((1, 60, 80), np.uint8)
+    labels[0, 20:40, 50:70] = by_key("VB").value
+    level_labels = np.zeros((1, 60, 80), np.int32)
+    level_labels[0, 20:40, 50:70] = 4
+    heat = np.zeros((1, 60, 80), np.float32)
+    plain = SimpleNamespace(model_image=image, model_labels=labels, model_uncertainty=heat)
+    named = SimpleNamespace(**vars(plain), model_level_labels=level_labels,
+                            levels={"vertebrae": [{"name": "L4", "label_value": 4}], "discs": []})
+    write_preview(plain, tmp_path / "plain.png")
+    write_preview(named, tmp_path / "named.png")
+    before, after = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{n}.png"))).astype(int)
+                     for n in ("plain", "named"))
+    changed = np.argwhere(np.abs(after - before).max(axis=-1) > 0)
+    assert len(changed) > 10, "the name is drawn"
+    rows, columns = changed[:, 0], changed[:, 1]
+    assert rows.min() >= 20 and rows.max() < 40, "at the level's height"
+    assert columns.max() < 50, "anterior to (left of) the level, not over it or on the heatmap panel"

@@ -1,7 +1,9 @@
-"""The preview picture: the processed slice with the segments, and with the uncertainty heatmap.
+"""The preview picture: the processed slice with the segments and the level names, and with the
+uncertainty heatmap.
 
-Composed directly in NumPy and written as PNG by SimpleITK: no plotting library is imported for it
-(matplotlib's import and layout cost about a second per run, more than a fast segmentation).
+Composed directly in NumPy (names drawn with Pillow's built-in font) and written as PNG by SimpleITK: no
+plotting library is imported for it (matplotlib's import and layout cost about a second per run, more
+than a fast segmentation).
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .labels import STRUCTURES
+from .labels import STRUCTURES, by_key
 
 LABEL_OPACITY = 0.55
 HEATMAP_OPACITY = 0.8
 HEATMAP_FLOOR = 0.02
 """Uncertainty below this is not drawn (the image shows through)."""
 GAP_PIXELS = 4
+NAME_FONT_SIZE = 10
+NAME_MARGIN = 3
+"""Pixels between a level's name and the level's anterior edge."""
 INFERNO = np.array([(0, 0, 4), (33, 12, 74), (87, 16, 110), (138, 34, 106), (188, 55, 84), (228, 90, 49),
                     (249, 142, 9), (249, 203, 53), (252, 255, 164)]) / 255.0
 """matplotlib's ``inferno`` colour map at 0, 1/8, ..., 1 (dark = certain, bright = uncertain)."""
@@ -52,12 +57,50 @@ def with_heatmap(rgb: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return np.where(shown, (1 - HEATMAP_OPACITY) * rgb + HEATMAP_OPACITY * colours, rgb)
 
 
+def level_name_positions(levels: dict | None, level_labels: np.ndarray | None) -> list[tuple[str, int, int, str]]:
+    """``(name, row, anterior column, kind)`` of every named level found in ``level_labels`` ``(H, W)``
+    (values: the levels' ``label_value``)."""
+    if not levels or level_labels is None:
+        return []
+    found = []
+    for kind, key in (("vertebra", "vertebrae"), ("disc", "discs")):
+        for entry in levels.get(key, []):
+            rows, columns = np.nonzero(level_labels == (entry.get("label_value") or -1))
+            if len(rows):
+                found.append((entry["name"], int(round(rows.mean())), int(columns.min()), kind))
+    return found
+
+
+def with_level_names(rgb: np.ndarray, names: list[tuple[str, int, int, str]]) -> np.ndarray:
+    """Write each level's name left of (anterior to) the level, in its structure's colour; ``rgb`` ``(H, W, 3)``."""
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:  # a Python without Pillow (a dependency of the command line) gets no names
+        return rgb
+    if not names:
+        return rgb
+
+    picture = Image.fromarray(np.round(rgb * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=NAME_FONT_SIZE)
+    for name, row, column, kind in names:
+        colour = tuple(round(255 * c) for c in by_key("VB" if kind == "vertebra" else "IVD").color)
+        width = draw.textlength(name, font=font)
+        x = max(0.0, column - NAME_MARGIN - width)
+        draw.text((x, row), name, fill=colour, font=font, anchor="lm", stroke_width=1, stroke_fill=(0, 0, 0))
+    return np.asarray(picture, dtype=np.float64) / 255.0
+
+
 def write_preview(result, path: Path, slice_number: int | None = None) -> None:
-    """Side by side: image + segments, image + heatmap (model-space slice, superior up, anterior left)."""
+    """Side by side: image + segments + level names, image + heatmap (model-space slice, superior up,
+    anterior left)."""
     k = len(result.model_image) // 2 if slice_number is None else slice_number
     image, labels, heat = result.model_image[k], result.model_labels[k], result.model_uncertainty[k]
+    level_labels = getattr(result, "model_level_labels", None)
+    names = level_name_positions(getattr(result, "levels", None), None if level_labels is None else level_labels[k])
     grey = grey_rgb(image)
     gap = np.ones((grey.shape[0], GAP_PIXELS, 3))
-    canvas = np.concatenate([with_labels(grey, labels), gap, with_heatmap(grey, heat)], axis=1)
+    segments = with_level_names(with_labels(grey, labels), names)
+    canvas = np.concatenate([segments, gap, with_heatmap(grey, heat)], axis=1)
     picture = sitk.GetImageFromArray(np.round(canvas * 255).astype(np.uint8), isVector=True)
     sitk.WriteImage(picture, str(path))
