@@ -88,7 +88,7 @@ def write_bundle(model: dict, folder: Path, metrics: dict, candidates: list[dict
     choice = {head: {"kind": model[head].get("kind", "binary"), "features": len(model[head]["features"]),
                      "l2": model[head]["l2"]} for head in ("pfirrmann", "narrowing", "modic")}
     config = {"kind": "grading", "id": folder.name,
-              "architecture": {"name": "FeatureGrader", "heads": choice},
+              "architecture": {"name": "DiscGrader", "heads": choice},
               "preprocessing": {"input": "one model-space slice, its labelmap and named levels",
                                 "features": "SpineSegDiffLib.grading.slice_features",
                                 "space": "model space, 1 mm, superior up, anterior left"},
@@ -179,7 +179,7 @@ standardised with the training mean and standard deviation.
 Pfirrmann head: {KIND_NAMES[grade['kind']]} on {len(grade['features'])} features,
 L2 {grade['l2']}. Narrowing and Modic heads: logistic regression on {len(model['narrowing']['features'])} and
 {len(model['modic']['features'])} features (L2 {model['narrowing']['l2']} and {model['modic']['l2']}).
-Full-batch L-BFGS, deterministic; the whole stage (features, selection, fit) takes about a minute on
+Full-batch L-BFGS, deterministic; the whole stage (features, selection, fit) takes under a minute on
 2 CPU cores. Strongest standardised weights of the grade head (positive = higher
 grade): {strongest_weights(grade)}.
 
