@@ -46,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--out", type=Path, default=Path("Resources/Models"), help="model folders go here")
         stage.add_argument("--device", default="cpu")
         stage.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
-        stage.add_argument("--grading-epochs", type=int, default=40, help="disc-grading training epochs")
         stage.add_argument("--bank", type=Path, help="export-bank: the bank folder to write (see bank_run)")
     return parser
 
