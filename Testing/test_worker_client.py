@@ -21,7 +21,7 @@ from conftest import BUNDLED_SAMPLE, REPO  # noqa: E402
 from process_runner import SubprocessRunner  # noqa: E402
 
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
-from SpineSegDiffSlicer import logic  # noqa: E402
+from SpineSegDiffSlicer import levels_mrml, logic  # noqa: E402
 from SpineSegDiffSlicer.worker_client import WorkerClient  # noqa: E402
 
 MODELS = REPO / "Resources" / "Models"
@@ -97,6 +97,29 @@ def test_two_requests_reuse_the_models_and_results_load_into_mrml(client, scene_
     assert second["load_seconds"] < 0.05 < first["load_seconds"]
     print(f"\nfirst request {timings[0]:.1f} s (models loaded in {first['load_seconds']:.1f} s), "
           f"second {timings[2]:.1f} s (load {second['load_seconds']:.3f} s)")
+
+
+def test_a_run_adds_the_levels_table_segments_lines_and_names(client, scene_and_volume, tmp_path):
+    """After a real run on the sample: the levels from L5/S1 up as a table, segments, markups lines, names."""
+    scene, volume = scene_and_volume
+    scene.AddNode(slicer.vtkMRMLSelectionNode())  # units for the markups measurements
+    job = client.submit(logic.write_input(volume, tmp_path), OPTIONS, stem="sample")
+    result = run_until_end(client)[-1]
+    assert result["event"] == "result", result
+    report = logic.read_report(result["files"])
+    nodes = levels_mrml.load_levels(scene, volume, report, logic.read_level_labels(result["files"]))
+    client.discard(job)
+    names = [row["name"] for row in levels_mrml.level_rows(report)]
+    assert names[:3] == ["L5/S1", "L5", "L4/L5"] and len(report["discs"]) >= 5
+    assert nodes.table.GetNumberOfRows() == len(names)
+    segments = nodes.segmentation.GetSegmentation()
+    assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == [
+        row["name"] for row in levels_mrml.level_rows(report) if row.get("label_value")]
+    l4_l5 = nodes.lines[("L4/L5", "middle_height")]
+    assert l4_l5.GetMeasurement("length").GetValue() == pytest.approx(
+        next(d for d in report["discs"] if d["name"] == "L4/L5")["middle_height_mm"], abs=0.06)
+    assert 5 <= l4_l5.GetMeasurement("length").GetValue() <= 20  # a lumbar disc, in mm
+    assert nodes.names.GetNumberOfControlPoints() == len(names)
 
 
 def test_cancel_stops_the_worker_within_two_seconds_and_leaves_nothing(client, scene_and_volume, tmp_path):
