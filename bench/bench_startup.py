@@ -28,6 +28,12 @@ CONFIGS = {
     "presegmentation only": ["--no-refine"],
 }
 IMPORTS = "import SpineSegDiffLib.cli, SpineSegDiffLib.batch, SpineSegDiffLib.pipeline, SpineSegDiffLib.outputs"
+HEAVY_IMPORTS = (
+    ("PyTorch", "import torch"),
+    ("nnU-Net's predictor (after PyTorch)", "import nnunetv2.inference.predict_from_raw_data"),
+    ("MONAI (after both; what a diffusion model needs)", "import monai.networks.nets"),
+)
+"""The third-party imports of a default run, in the order a run makes them."""
 
 
 def _env(source: Path) -> dict:
@@ -51,6 +57,13 @@ def import_seconds(source: Path) -> float:
     return float(run.stdout.strip())
 
 
+def heavy_import_seconds() -> list[float]:
+    """Seconds of each of :data:`HEAVY_IMPORTS`, one after the other in one fresh process."""
+    steps = "; ".join(f"t = time.perf_counter(); {code}; print(time.perf_counter() - t)" for _, code in HEAVY_IMPORTS)
+    run = subprocess.run([sys.executable, "-c", f"import time; {steps}"], capture_output=True, text=True, check=True)
+    return [float(line) for line in run.stdout.split()]
+
+
 def measure(source: Path, repeat: int) -> list[dict]:
     rows = []
     for name, extra in CONFIGS.items():
@@ -61,6 +74,9 @@ def measure(source: Path, repeat: int) -> list[dict]:
                      "ratio": round(whole / pipeline, 2), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)})
     imports = statistics.median(import_seconds(source) for _ in range(repeat))
     rows.append({"configuration": "imports of a run", "whole_s": round(imports, 2)})
+    heavy = [heavy_import_seconds() for _ in range(repeat)]
+    for n, (name, _) in enumerate(HEAVY_IMPORTS):
+        rows.append({"configuration": f"import {name}", "whole_s": round(statistics.median(h[n] for h in heavy), 2)})
     return rows
 
 
