@@ -1,12 +1,15 @@
 """Speed and peak memory of the pipeline, per stage, side by side (not a test).
 
     python bench/bench_pipeline.py [--inputs FILE ...] [--modes central slices volume] [--repeat 2] [--name pipeline]
+                                   [--device cpu|cuda|mps]
 
 Modes: the central slice, every slice with the 2D model, the 3D Diff-UNet over the volume.
 Each configuration runs in its own process (so peak memory is its own) on the same machine:
 (a) nnU-Net presegmentation alone, (b) the research-code-equivalent setting (S = 15, 50 steps from
 t = 49, one sample per network call, fp32), (c) our default (the ``standard`` preset). Prints a
 Markdown table with ratios to the default and saves it to ``bench/results/pipeline.md`` (+ ``.json``).
+On a GPU (``--device cuda``) the stages are timed the same way (each ends with its results on the
+host) and the JSON rows add the device name and the peak GPU memory.
 """
 
 from __future__ import annotations
@@ -35,15 +38,15 @@ DEFAULT_INPUTS = [REPO / "Resources/Samples/spider_t2_sample/image.nii.gz",
                   REPO.parent / "shared/data/samples/thoracolumbar-t2-sct/image.nii.gz"]
 
 
-def run_one(input_path: str, mode: str, config: str, repeat: int) -> dict:
+def run_one(input_path: str, mode: str, config: str, repeat: int, device: str = "cpu") -> dict:
     """In this process: load models, then time ``repeat`` runs (the first pays one-off warm-up); return the best."""
     from SpineSegDiffLib.io import read_volume
     from SpineSegDiffLib.options import SegmentOptions
     from SpineSegDiffLib.outputs import write_case
     from SpineSegDiffLib.pipeline import Segmenter
 
-    options = SegmentOptions(mode=mode, device="cpu", **CONFIGS[config])
-    segmenter = Segmenter(device="cpu")
+    options = SegmentOptions(mode=mode, device=device, **CONFIGS[config])
+    segmenter = Segmenter(device=device)
     image = read_volume(input_path)
     best = None
     for _ in range(repeat):
@@ -55,6 +58,12 @@ def run_one(input_path: str, mode: str, config: str, repeat: int) -> dict:
         if best is None or timings["total"] < best["total"]:
             best = timings
     best["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    best["device"] = str(segmenter.device)
+    if segmenter.device.type == "cuda":
+        import torch
+
+        best["device"] = torch.cuda.get_device_name(segmenter.device)
+        best["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(segmenter.device) / 2**20, 1)
     return best
 
 
@@ -65,10 +74,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     parser.add_argument("--name", default="pipeline", help="results file stem in bench/results")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
     parser.add_argument("--one", nargs=3, metavar=("INPUT", "MODE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(*args.one, args.repeat)))
+        print(json.dumps(run_one(*args.one, args.repeat, args.device)))
         return
     rows = []
     for path in args.inputs:
@@ -76,7 +86,8 @@ def main() -> None:
             for config in args.configs:
                 if mode != "central" and config == "research-code equivalent":
                     continue  # hours per volume on a CPU; the central-slice ratio tells the story
-                command = [sys.executable, __file__, "--one", str(path), mode, config, "--repeat", str(args.repeat)]
+                command = [sys.executable, __file__, "--one", str(path), mode, config, "--repeat", str(args.repeat),
+                           "--device", args.device]
                 output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 rows.append({"input": path.parent.name, "mode": mode, "config": config,
                              **json.loads(output.strip().splitlines()[-1])})

@@ -6,8 +6,8 @@ Usage::
         [--preset fast|standard|paper] [--samples S] [--steps N] [--device auto|cpu|cuda] [--models MODELS_DIR]
 
 It runs the core (no Slicer needed) on ``Resources/Samples/spider_t2_sample/image.nii.gz`` and writes one
-PNG with three panels of the processed sagittal slice: the image, the three segments over it, and the
-uncertainty heatmap over it. Without the bundled models (``Resources/Models``) it stops with a message
+PNG with three panels of the processed sagittal slice: the image, the three segments and the level names
+over it, and the uncertainty heatmap over it. Without the bundled models (``Resources/Models``) it stops with a message
 saying how to get them, and exits with status 1.
 """
 
@@ -54,12 +54,14 @@ def render(result, path: Path) -> None:
     from matplotlib.patches import Patch
 
     from SpineSegDiffLib.labels import STRUCTURES
-    from SpineSegDiffLib.preview import label_colormap
+    from SpineSegDiffLib.preview import label_colormap, level_name_positions
 
     k = len(result.model_image) // 2
     image, labels, heat = result.model_image[k], result.model_labels[k], result.model_uncertainty[k]
     rows, columns = np.nonzero(image > 0)
-    crop = (slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1)) if rows.size else ...
+    if not rows.size:
+        rows, columns = np.array([0, image.shape[0] - 1]), np.array([0, image.shape[1] - 1])
+    crop = (slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1))
     figure, axes = plt.subplots(1, 3, figsize=(10.5, 4.6), dpi=120)
     titles = ("T2 sagittal slice", "Segments", "Uncertainty (bright: check here)")
     for ax, title in zip(axes, titles, strict=True):
@@ -67,6 +69,10 @@ def render(result, path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.axis("off")
     axes[1].imshow(labels[crop], cmap=label_colormap(), vmin=0, vmax=len(STRUCTURES), interpolation="nearest")
+    names = level_name_positions(result.levels, result.model_level_labels[k])
+    for name, row, column, kind in names:
+        axes[1].text(column - crop[1].start - 3, row - crop[0].start, name, ha="right", va="center", fontsize=6,
+                     color="white" if kind == "vertebra" else "palegreen")
     axes[1].legend(handles=[Patch(color=s.color, label=s.name) for s in STRUCTURES], loc="lower left", fontsize=7)
     shown = axes[2].imshow(np.ma.masked_less(heat[crop], 0.05), cmap="inferno", vmin=0, vmax=1, alpha=0.85)
     figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02)
