@@ -78,9 +78,26 @@ def test_heatmap_blends_the_presegmenter_entropy_only_where_it_is_given():
     from SpineSegDiffLib.fusion import blend_with_presegmentation
     from SpineSegDiffLib.presegment import normalised_entropy
 
-    diffusion = np.array([[0.2, 0.6]], np.float32)
-    assert blend_with_presegmentation(diffusion, None) is diffusion
-    np.testing.assert_allclose(blend_with_presegmentation(diffusion, np.array([[0.4, 0.0]])), [[0.3, 0.3]])
+    diffusion = np.array([[0.05, 0.05, 0.05, 0.81]], np.float32)  # background at 0.05, one doubtful pixel
+    alone = blend_with_presegmentation(diffusion, None)
+    np.testing.assert_allclose(alone, [[0.0, 0.0, 0.0, 0.8]], atol=1e-6)
+    blended = blend_with_presegmentation(diffusion, np.array([[0.4, 0.0, 0.0, 0.2]]))
+    np.testing.assert_allclose(blended, [[0.2, 0.0, 0.0, 0.5]], atol=1e-6)
     uniform, certain = np.full((4, 1), 0.25), np.array([[1.0], [0.0], [0.0], [0.0]])
     np.testing.assert_allclose(normalised_entropy(uniform), [1.0], atol=1e-6)
     np.testing.assert_allclose(normalised_entropy(certain), [0.0], atol=1e-6)
+
+
+def test_the_background_level_of_each_slice_is_removed_so_the_refined_window_has_no_edge():
+    import numpy as np
+
+    from SpineSegDiffLib.fusion import without_floor
+
+    rng = np.random.default_rng(0)
+    maps = 0.05 + 0.002 * rng.standard_normal((3, 20, 30))  # two slices of background, one noisier
+    maps[1] += 0.03
+    maps[:, 5:8, 10:14] = 0.9
+    cleaned = without_floor(maps.astype(np.float32))
+    assert cleaned.dtype == np.float32 and cleaned.min() >= 0 and cleaned.max() <= 1
+    assert np.percentile(cleaned[:, 10:, :], 95) < 0.01  # background near zero on every slice
+    assert (cleaned[:, 5:8, 10:14] > 0.85).all()  # what was doubtful stays so

@@ -51,7 +51,7 @@ def test_volume_refiner_returns_probabilities_on_every_slice(volume_refiner):
     assert probabilities.shape == (18, 4, 96, 96) and class_uncertainty.shape == (18, 4, 96, 96)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
     assert uncertainty.shape == (18, 96, 96) and uncertainty.min() >= 0 and uncertainty.max() <= 1
-    assert (uncertainty > 0).mean() > 0.9  # blended windows cover the whole volume
+    assert (uncertainty > 0).any(axis=(1, 2)).all()  # the refined box covers every slice
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
 
 

@@ -102,11 +102,26 @@ class StepFusion:
         return torch.softmax(fused, dim=0), self.entropy, self.class_entropy
 
 
-def blend_with_presegmentation(diffusion: np.ndarray, presegmentation: np.ndarray | None) -> np.ndarray:
-    """The heatmap shown: the mean of the diffusion entropy (eq. 4-5) and the presegmenter's own
-    normalised entropy, where both exist (same shape; the diffusion map alone without a presegmenter map).
+def without_floor(entropy: np.ndarray) -> np.ndarray:
+    """The diffusion entropy ``(..., H, W)`` with its background level removed from each 2D map:
+    ``(e - m) / (1 - m)`` clipped to 0..1, ``m`` the map's median.
 
-    On the held-out SPIDER series the mean flags wrong pixels near the spine better than either map
-    alone (AUROC within 10 px of the spine 0.880, against 0.853 and 0.879; see the README).
+    Most of a refined window is background the network is sure of, yet its sample-mean probabilities
+    stop near 0.99 there, a normalised entropy near 0.05: left as it is, that level draws the refined
+    window as a faint rectangle and ranks confident background above the presegmenter's background.
     """
+    floor = np.median(entropy, axis=(-2, -1), keepdims=True)
+    return np.clip((entropy - floor) / np.maximum(1.0 - floor, 1e-6), 0.0, 1.0).astype(entropy.dtype)
+
+
+def blend_with_presegmentation(diffusion: np.ndarray, presegmentation: np.ndarray | None) -> np.ndarray:
+    """The heatmap shown: the mean of the diffusion entropy (eq. 4-5, :func:`without_floor`) and the
+    presegmenter's own normalised entropy, where both exist (same shape; the diffusion map alone without a
+    presegmenter map).
+
+    On the held-out SPIDER series the mean flags wrong pixels better than either map alone (AUROC within
+    10 px of the spine 0.886, against 0.853 for the diffusion and 0.879 for the presegmenter entropy;
+    see the README).
+    """
+    diffusion = without_floor(diffusion)
     return diffusion if presegmentation is None else (diffusion + presegmentation) / 2
