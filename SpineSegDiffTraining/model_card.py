@@ -27,8 +27,11 @@ LIMITATIONS = """\
 """
 
 
-def write_model_cards(models_dir: Path, evaluation_dir: Path, training_log: dict) -> None:
+def write_model_cards(models_dir: Path, evaluation_dir: Path, training_log: dict | None) -> None:
     """Write ``MODEL_CARD.md`` into the bundled folders and the summary metrics into their configs.
+
+    Without a ``training_log`` (models trained elsewhere, e.g. from a slice bank on a GPU, then evaluated
+    here) each card keeps the training section it has.
 
     The central-slice table (``results.*``) goes into every card; the volumetric one (``volumes.*``),
     when it exists, too, and its summary into the configs as ``volume_summary_by_method``."""
@@ -49,7 +52,17 @@ def write_model_cards(models_dir: Path, evaluation_dir: Path, training_log: dict
         config = json.loads(config_path.read_text())
         config["metrics"] = metrics
         config_path.write_text(json.dumps(config, indent=2) + "\n")
-        (folder / "MODEL_CARD.md").write_text(_card(folder.name, config, "\n".join(tables), training_log))
+        training = json.dumps(training_log, indent=2) if training_log is not None else existing_training(folder)
+        (folder / "MODEL_CARD.md").write_text(_card(folder.name, config, "\n".join(tables), training))
+
+
+def existing_training(folder: Path) -> str:
+    """The text of the "## Training" section of the folder's card (empty when there is none)."""
+    card = folder / "MODEL_CARD.md"
+    text = card.read_text() if card.is_file() else ""
+    if "## Training\n" not in text:
+        return ""
+    return text.split("## Training\n", 1)[1].split("\n\n## ", 1)[0].strip()
 
 
 def _description(config: dict) -> str:
@@ -68,7 +81,7 @@ def _description(config: dict) -> str:
     return text
 
 
-def _card(name: str, config: dict, table: str, training_log: dict) -> str:
+def _card(name: str, config: dict, table: str, training: str) -> str:
     splits = config.get("training", {}).get("splits", {})
     return f"""# Model card: {name}
 
@@ -90,7 +103,7 @@ resample in-plane to 1 mm; centre in 320 x 320; scale intensities so the volume'
 255. The nnU-Net network then applies its own z-score normalisation.
 
 ## Training
-{json.dumps(training_log, indent=2)}
+{training}
 
 ## Measured on the held-out test series
 {table}

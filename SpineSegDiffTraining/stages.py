@@ -122,8 +122,11 @@ def train_volumetric_refinement(workspace: Workspace, splits: Splits, files: dic
     (workspace.diffusion_3d / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
 
 
-def training_summary(workspace: Workspace, args) -> dict:
-    """How long and how much each model trained, read back from the training logs."""
+def training_summary(workspace: Workspace, args) -> dict | None:
+    """How long and how much each model trained, read back from the training logs; None when the models
+    were not trained in this work folder."""
+    if not (workspace.diffusion / "losses.csv").is_file():
+        return None
     trainer = TRAINERS[args.nnunet_trainer]
     fold_dir = nnunet.first_trained_fold(trainer.__name__)
     epoch_seconds = []
