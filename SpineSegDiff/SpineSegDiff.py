@@ -58,6 +58,10 @@ on 26 SPIDER series on a CPU: they are a demonstration, not a clinical tool. "Ev
 on each sagittal slice, "Volumetric 3D" the 3D Diff-UNet over the whole volume; both give a heatmap for every
 slice and use lighter presets than the central slice.
 <br><br>Review panel: the most uncertain regions; click one to centre the views on it and select its segment.
+<br><br>Levels panel: vertebrae and discs named from the sacrum up (L5/S1, L5, L4/L5, ...) with disc height,
+height index, Pfirrmann grade and uncertainty; click a level to go there. Each level is also a segment, each
+measured length a markups line you can check and move, and all measurements are in the "levels" table.
+Grades are a research aid, not a diagnosis.
 """
         self.parent.acknowledgementText = """
 Method: SpineSegDiff, diffusion refinement of lumbar spine segmentation with uncertainty (MIDL 2025).
