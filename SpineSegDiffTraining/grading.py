@@ -11,8 +11,16 @@ folds of ``splits.json`` (trained on all slices of four folds, scored on the cen
 fifth), and the best pooled kappa (grade) or AUROC (flags) wins. The winner is refitted on all
 training/validation patients and evaluated once on the test patients (central slice). The
 cross-validation table goes to ``WORK/grading/selection.json`` and the test metrics to
-``WORK/grading/metrics.json``. The stage takes well under a minute on a CPU and every fit is
-deterministic, so a rerun (nothing to resume) rebuilds the same model.
+``WORK/grading/metrics.json``.
+
+The same model is then evaluated on the pipeline's own segmentation of the test patients
+(:func:`pipeline_samples`): ``Segmenter.segment`` with the default options (``standard`` preset,
+central slice) labels the central model-space slice, its levels are named and graded as at inference
+and matched to the gradings by (patient, ``from_bottom``) as above. A pipeline disc counts as found
+only when it also overlaps the ground-truth disc of the same number (:func:`same_disc`), so misnamed
+discs count as missing. The segmented slices are cached in ``WORK/grading/pipeline/`` (delete the
+folder after changing the segmentation models). The stage takes about a minute on a CPU and every fit
+is deterministic, so a rerun rebuilds the same model and reuses the cached segmentations.
 """
 
 from __future__ import annotations
@@ -27,10 +35,10 @@ import numpy as np
 
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.grading import FEATURE_NAMES, predict_heads, slice_features, standardise
-from SpineSegDiffLib.levels import find_levels
+from SpineSegDiffLib.levels import Levels, find_levels
 
 from .grading_fit import fit_binary, fit_multinomial, fit_ordinal, standardiser
-from .grading_report import evaluation_metrics, grade_scores, write_bundle
+from .grading_report import evaluation_metrics, grade_scores, source_comparison, write_bundle
 from .metrics import auroc
 from .prepare import load_case
 
@@ -68,32 +76,47 @@ def read_gradings(path: Path) -> dict[tuple[int, int], tuple[int, int, int]]:
                 for r in csv.DictReader(stream)}
 
 
+def graded_rows(numbers: list[int], features: np.ndarray, patient: int, table: dict, offset: int = 0) -> list[tuple]:
+    """``(features (F,), grade 0..4, narrowing, modic, patient, offset, level)`` of the discs of one slice
+    (``numbers``: their ``from_bottom``) that ``table`` grades, matched by ``(patient, from_bottom)``."""
+    rows = []
+    for number, row in zip(numbers, features):
+        if (patient, number) in table:
+            grade, narrowing, modic = table[(patient, number)]
+            rows.append((row, grade - 1, narrowing, modic, patient, offset, number))
+    return rows
+
+
 def case_samples(path: Path, patient: int, table: dict, offsets=OFFSETS) -> list[tuple]:
-    """``(features (F,), grade 0..4, narrowing, modic, patient, offset)`` of every graded disc of one case."""
+    """:func:`graded_rows` of every chosen slice of one case (ground-truth masks)."""
     image, labels = load_case(path)
     samples = []
     for offset in offsets:
         k = len(image) // 2 + offset
-        if not 0 <= k < len(image):
-            continue
-        numbers, features = slice_features(image[k], labels[k], find_levels(labels[k], image[k]))
-        for number, row in zip(numbers, features):
-            if (patient, number) in table:
-                grade, narrowing, modic = table[(patient, number)]
-                samples.append((row, grade - 1, narrowing, modic, patient, offset))
+        if 0 <= k < len(image):
+            numbers, features = slice_features(image[k], labels[k], find_levels(labels[k], image[k]))
+            samples += graded_rows(numbers, features, patient, table, offset)
+    return samples
+
+
+SAMPLE_KEYS = ("features", "grade", "narrowing", "modic", "patient", "offset", "level")
+
+
+def to_samples(rows: list[tuple]) -> dict[str, np.ndarray]:
+    """Rows of :func:`graded_rows` -> one array per :data:`SAMPLE_KEYS` (``features`` ``(N, F)``), plus the
+    ``height_index`` column."""
+    columns = list(zip(*rows)) if rows else [[] for _ in SAMPLE_KEYS]
+    samples = {key: np.array(values, float) for key, values in zip(SAMPLE_KEYS, columns)}
+    samples["features"] = samples["features"].reshape(len(rows), len(FEATURE_NAMES))
+    samples["height_index"] = samples["features"][:, FEATURE_NAMES.index("height_index")]
     return samples
 
 
 def disc_samples(files: dict[str, Path], case_ids: list[str], table: dict, offsets=OFFSETS) -> dict[str, np.ndarray]:
-    """``features`` ``(N, len(FEATURE_NAMES))``, ``grade`` (0..4), ``narrowing``, ``modic``, ``patient`` and
-    ``offset`` ``(N,)`` of every graded disc on the chosen slices of ``case_ids``."""
-    rows = [s for case_id in case_ids for s in case_samples(files[case_id], patient_number(case_id), table, offsets)]
-    keys = ("features", "grade", "narrowing", "modic", "patient", "offset")
-    columns = list(zip(*rows)) if rows else [[] for _ in keys]
-    samples = {key: np.array(values, float) for key, values in zip(keys, columns)}
-    samples["features"] = samples["features"].reshape(len(rows), len(FEATURE_NAMES))
-    samples["height_index"] = samples["features"][:, FEATURE_NAMES.index("height_index")]
-    return samples
+    """``features`` ``(N, len(FEATURE_NAMES))``, ``grade`` (0..4), ``narrowing``, ``modic``, ``patient``,
+    ``offset`` and ``level`` ``(N,)`` of every graded disc on the chosen slices of ``case_ids``."""
+    return to_samples([s for case_id in case_ids
+                       for s in case_samples(files[case_id], patient_number(case_id), table, offsets)])
 
 
 def subset(samples: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -154,10 +177,82 @@ def select(samples: dict[str, np.ndarray], folds: list[list[int]]) -> tuple[dict
     return best, grade_rows + flag_rows
 
 
+PIPELINE_FOLDER = "pipeline"
+"""Sub-folder of ``WORK/grading`` caching the pipeline's central slice of every test case."""
+SAME_DISC_OVERLAP = 0.5
+"""Least fraction of a pipeline disc's pixels inside the ground-truth disc of the same number."""
+
+
+def same_disc(predicted: np.ndarray, truth: np.ndarray | None) -> bool:
+    """Whether boolean ``(H, W)`` ``predicted`` lies mostly (:data:`SAME_DISC_OVERLAP`) in ``truth``
+    (None: the ground truth has no disc of that number)."""
+    if truth is None or not predicted.any():
+        return False
+    return bool((predicted & truth).sum() >= SAME_DISC_OVERLAP * predicted.sum())
+
+
+def disc_masks(levels: Levels) -> dict[int, np.ndarray]:
+    """``from_bottom -> boolean (H, W) mask`` of the segmented discs of one slice."""
+    return {disc.from_bottom: levels.mask(disc) for disc in levels.discs if not disc.missing}
+
+
+def pipeline_rows(image: np.ndarray, labels: np.ndarray, truth_labels: np.ndarray, patient: int,
+                  table: dict) -> list[tuple]:
+    """:func:`graded_rows` of the pipeline's discs on one slice (``labels``) that overlap the ground-truth
+    disc (``truth_labels``) of the same number; the others are misnamed and left out."""
+    levels = find_levels(labels, image)
+    truth = disc_masks(find_levels(truth_labels, image))
+    predicted = disc_masks(levels)
+    numbers, features = slice_features(image, labels, levels)
+    named = [same_disc(predicted[n], truth.get(n)) for n in numbers]
+    return graded_rows([n for n, ok in zip(numbers, named) if ok], features[np.array(named, bool)], patient, table)
+
+
+def segmented_slice(case, cache: Path, segmenter) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, labels)`` ``(H, W)`` of the pipeline's central model-space slice of ``case`` (default
+    :class:`~SpineSegDiffLib.options.SegmentOptions`), from ``cache`` when segmented before;
+    ``segmenter()`` returns the :class:`~SpineSegDiffLib.pipeline.Segmenter`, built on first need."""
+    path = cache / f"{case.case_id}.npz"
+    if not path.is_file():
+        from SpineSegDiffLib.options import SegmentOptions
+
+        image, _ = case.read()
+        result = segmenter().segment(image, SegmentOptions())
+        k = len(result.model_image) // 2
+        cache.mkdir(parents=True, exist_ok=True)
+        temporary = cache / f".{case.case_id}.tmp.npz"
+        np.savez_compressed(temporary, image=result.model_image[k], labels=result.model_labels[k])
+        temporary.replace(path)
+    with np.load(path) as data:
+        return data["image"].astype(np.float32), data["labels"]
+
+
+def pipeline_samples(cases: dict, files: dict[str, Path], case_ids: list[str], table: dict, cache: Path,
+                     models_dir: Path, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Samples as :func:`disc_samples` (central slice) from the pipeline's segmentation of ``case_ids``
+    (``cases``: id -> :class:`~.datasets.Case`; ``files``: the prepared ground truth, for the naming check)."""
+    loaded = []
+
+    def segmenter():
+        if not loaded:
+            from SpineSegDiffLib.pipeline import Segmenter
+
+            loaded.append(Segmenter(models_dir, device))
+        return loaded[0]
+
+    rows = []
+    for case_id in case_ids:
+        image, labels = segmented_slice(cases[case_id], cache, segmenter)
+        truth_image, truth_labels = load_case(files[case_id])
+        rows += pipeline_rows(image, labels, truth_labels[len(truth_image) // 2], patient_number(case_id), table)
+    return to_samples(rows)
+
+
 def run_grading(workspace, args) -> dict:
-    """Prepare, select by cross-validation, fit, evaluate on the test patients, bundle into
+    """Prepare, select by cross-validation, fit, evaluate on the test patients (ground-truth masks, then
+    the pipeline's segmentation with the segmentation models of ``args.out``), bundle into
     ``args.out/disc-grading-t2``."""
-    _, splits, files = workspace.prepare(args.data, args.folds)
+    cases, splits, files = workspace.prepare(args.data, args.folds)
     table = read_gradings(Path(args.data) / GRADINGS_FILE)
     run_dir = workspace.root / "grading"
     training = disc_samples(files, splits.train_val, table)
@@ -170,6 +265,9 @@ def run_grading(workspace, args) -> dict:
     metrics |= {"cross_validation": evaluation_metrics(cv_predicted, cv_truth),
                 "training_samples": len(training["grade"]), "cross_validation_discs": len(cv_truth["grade"]),
                 "test_discs": len(test["grade"]), "test_cases": splits.test}
+    segmented = pipeline_samples({c.case_id: c for c in cases}, files, splits.test, table,
+                                 run_dir / PIPELINE_FOLDER, Path(args.out), args.device)
+    metrics["pipeline_segmentation"] = source_comparison(lambda f: predict_heads(model, f), test, segmented)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "selection.json").write_text(json.dumps({"choice": choice, "candidates": candidates}, indent=2) + "\n")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -81,6 +81,40 @@ def evaluation_metrics(predicted: dict[str, np.ndarray], truth: dict[str, np.nda
     }
 
 
+def sample_keys(samples: dict[str, np.ndarray]) -> list[tuple[int, int]]:
+    """``(patient, from_bottom)`` of every disc of ``samples`` (as :func:`~.grading.disc_samples`)."""
+    return list(zip(samples["patient"].astype(int).tolist(), samples["level"].astype(int).tolist()))
+
+
+def kept_rows(samples: dict[str, np.ndarray], keys: set) -> dict[str, np.ndarray]:
+    """The discs of ``samples`` whose ``(patient, from_bottom)`` is in ``keys``."""
+    keep = np.array([key in keys for key in sample_keys(samples)], bool)
+    return {name: values[keep] for name, values in samples.items()}
+
+
+def source_comparison(predict, reference: dict[str, np.ndarray], segmented: dict[str, np.ndarray]) -> dict:
+    """The test metrics on the pipeline's segmentation next to those on the ground truth of the same discs.
+
+    Args:
+        predict: ``features (N, F) -> heads`` (:func:`~SpineSegDiffLib.grading.predict_heads` of the model).
+        reference: the graded test discs on the ground-truth masks (:func:`~.grading.disc_samples`).
+        segmented: the graded discs the pipeline found and named as the ground truth does.
+
+    Returns:
+        ``graded_discs`` (reference), ``found_discs`` and the ``missed`` ``[patient, from_bottom]`` pairs;
+        ``pipeline`` and ``ground_truth_same_discs``: :func:`evaluation_metrics` on the found discs with
+        the pipeline's and the ground-truth masks (empty when nothing was found).
+    """
+    found = set(sample_keys(reference)) & set(sample_keys(segmented))
+    comparison = {"graded_discs": len(reference["grade"]), "found_discs": len(found),
+                  "missed": [list(key) for key in sample_keys(reference) if key not in found],
+                  "segmentation": "Segmenter.segment, default options (standard preset, central slice)"}
+    for name, samples in (("pipeline", segmented), ("ground_truth_same_discs", reference)):
+        chosen = kept_rows(samples, found)
+        comparison[name] = evaluation_metrics(predict(chosen["features"]), chosen) if found else {}
+    return comparison
+
+
 def write_bundle(model: dict, folder: Path, metrics: dict, candidates: list[dict]) -> None:
     """``model.json`` (every parameter), ``config.json`` and ``MODEL_CARD.md``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,6 +171,39 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def source_table(metrics: dict) -> str:
+    """Markdown table of the held-out test metrics by mask source (see :func:`source_comparison`)."""
+    source = metrics["pipeline_segmentation"]
+    columns = [(f"ground-truth masks, all {metrics['test_discs']} discs", metrics)]
+    if source["found_discs"] < metrics["test_discs"]:
+        columns.append((f"ground-truth masks, the {source['found_discs']} found discs",
+                        source["ground_truth_same_discs"]))
+    columns.append((f"pipeline segmentation, {source['found_discs']} found discs", source["pipeline"]))
+    lines = ["| metric | " + " | ".join(name for name, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, key in METRIC_ROWS:
+        lines.append(f"| {label} | " + " | ".join(str(values.get(key, "")) for _, values in columns) + " |")
+    return "\n".join(lines)
+
+
+def source_section(metrics: dict) -> str:
+    """The card's paragraph and table on the pipeline's segmentation (empty for metrics without it)."""
+    source = metrics.get("pipeline_segmentation")
+    if not source:
+        return ""
+    missed = ", ".join(f"patient {p} disc {n}" for p, n in source["missed"]) or "none"
+    return f"""
+### On the pipeline's segmentation
+The same model on the test patients, with the levels found on the pipeline's own segmentation
+(`Segmenter.segment` with the default options: `standard` preset, central slice) instead of the
+ground-truth masks, matched to the gradings by patient and level number as above. A disc counts as
+found when the pipeline names it with the number of the ground-truth disc it overlaps (at least half of
+its pixels); missed or misnamed discs are left out. Found: {source['found_discs']} of
+{source['graded_discs']} graded test discs (missed: {missed}).
+
+{source_table(metrics)}
+"""
+
+
 def model_card(model: dict, metrics: dict, candidates: list[dict]) -> str:
     m, cv = metrics, metrics["cross_validation"]
     grade = model["pfirrmann"]
@@ -179,9 +246,10 @@ standardised with the training mean and standard deviation.
 Pfirrmann head: {KIND_NAMES[grade['kind']]} on {len(grade['features'])} features,
 L2 {grade['l2']}. Narrowing and Modic heads: logistic regression on {len(model['narrowing']['features'])} and
 {len(model['modic']['features'])} features (L2 {model['narrowing']['l2']} and {model['modic']['l2']}).
-Full-batch L-BFGS, deterministic; the whole stage (features, selection, fit) takes under a minute on
-2 CPU cores. Strongest standardised weights of the grade head (positive = higher
-grade): {strongest_weights(grade)}.
+Full-batch L-BFGS, deterministic; the whole stage (features, selection, fit, and the segmentation of
+the {len(m['test_cases'])} test series for the evaluation below) takes about a minute on 2 CPU cores.
+Strongest standardised weights of the grade head (positive = higher grade):
+{strongest_weights(grade)}.
 
 Selection: 5-fold patient-wise cross-validation inside the training patients (fit on all slices of four
 folds, score the central slice of the fifth; pooled over {m['cross_validation_discs']} discs), the test patients
@@ -197,12 +265,14 @@ Ground-truth disc masks, central slice. Test positives: narrowing {m['narrowing_
 stricter than the quadratic-weighted kappa here. CNNs trained on thousands of discs (e.g. SpineNet,
 Jamaludin et al., Eur Spine J 26:1374-1383, 2017) reach agreement with a radiologist comparable to that
 between radiologists; a model from about 26 patients does not.
-
+{source_section(m)}
 ## Limitations
 - About 26 training patients of one dataset (Siemens, mostly 1.5 T, T2-SPACE, intensities min-max
   scaled per slice); the test set has {m['test_discs']} discs from {len(m['test_cases'])} patients (only
   {m['grade_counts'][-1]} of grade 5), so the intervals above are wide.
-- Metrics use the ground-truth masks; at inference the grades depend on the pipeline's segmentation.
+- Training and the first test table use the ground-truth masks; at inference the grades depend on the
+  pipeline's segmentation (see the table on it above: discs it misses or misnames get no grade for
+  their level).
 - The features are correlated, so single weights are not effect sizes; read them together.
 - Intensity features assume T2 weighting with bright CSF and a labelled spinal canal; other contrasts
   or a missing canal label give meaningless grades.

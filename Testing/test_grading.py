@@ -20,9 +20,23 @@ from SpineSegDiffLib.grading import (
 )
 from SpineSegDiffLib.levels import find_levels
 from SpineSegDiffLib.models import DEFAULT_MODELS_DIR, ModelFolder, open_model_folder
-from SpineSegDiffTraining.grading import FLAG_CANDIDATES, GRADE_CANDIDATES, select
+from SpineSegDiffTraining.grading import (
+    FLAG_CANDIDATES,
+    GRADE_CANDIDATES,
+    graded_rows,
+    pipeline_rows,
+    same_disc,
+    select,
+    to_samples,
+)
 from SpineSegDiffTraining.grading_fit import fit_binary, fit_ordinal, standardiser
-from SpineSegDiffTraining.grading_report import kappa_interval, quadratic_kappa
+from SpineSegDiffTraining.grading_report import (
+    evaluation_metrics,
+    kappa_interval,
+    quadratic_kappa,
+    source_comparison,
+    source_table,
+)
 
 SC, VB, IVD = 1, 2, 3
 
@@ -161,13 +175,18 @@ def test_standardiser_fills_nan_with_the_median():
     assert scaling["median"] == [3.0, 3.0] and scaling["mean"][1] == 3.0
 
 
+def toy_model() -> dict:
+    """Grade from ``core_csf``, narrowing from ``height_index``, Modic constant."""
+    return {"pfirrmann": {"kind": "multinomial", "features": ["core_csf"], "weights": [[-1.0], [0], [0], [0], [1.0]],
+                          "bias": [0.0] * 5, "scaling": {"median": [0.5], "mean": [0.5], "scale": [0.1]}},
+            "narrowing": {"features": ["height_index"], "weights": [-1.0], "bias": 0.0,
+                          "scaling": {"median": [0.3], "mean": [0.3], "scale": [0.1]}},
+            "modic": {"features": ["level"], "weights": [0.0], "bias": 0.0,
+                      "scaling": {"median": [3.0], "mean": [3.0], "scale": [1.0]}}}
+
+
 def test_heads_use_their_named_columns():
-    model = {"pfirrmann": {"kind": "multinomial", "features": ["core_csf"], "weights": [[-1.0], [0], [0], [0], [1.0]],
-                           "bias": [0.0] * 5, "scaling": {"median": [0.5], "mean": [0.5], "scale": [0.1]}},
-             "narrowing": {"features": ["height_index"], "weights": [-1.0], "bias": 0.0,
-                           "scaling": {"median": [0.3], "mean": [0.3], "scale": [0.1]}},
-             "modic": {"features": ["level"], "weights": [0.0], "bias": 0.0,
-                       "scaling": {"median": [3.0], "mean": [3.0], "scale": [1.0]}}}
+    model = toy_model()
     features = np.zeros((2, len(FEATURE_NAMES)))
     features[:, FEATURE_NAMES.index("core_csf")] = [0.9, 0.1]
     features[:, FEATURE_NAMES.index("height_index")] = [0.1, np.nan]
@@ -188,3 +207,47 @@ def test_quadratic_kappa_and_its_patient_bootstrap():
     assert quadratic_kappa(truth, 4 - truth) < 0
     probabilities = np.eye(5)[truth]
     assert kappa_interval(probabilities, truth, np.array([1, 1, 2, 2, 3, 3])) == [1.0, 1.0]
+
+
+def levels_of(rows: list[tuple]) -> list[int]:
+    return [row[-1] for row in rows]
+
+
+def test_pipeline_discs_count_only_when_named_as_the_ground_truth():
+    image, truth = t2_slice()
+    table = {(7, number): (number, 0, 0) for number in range(1, 6)}
+    assert levels_of(pipeline_rows(image, truth, truth, 7, table)) == [1, 2, 3, 4, 5]
+    missed, _ = synthetic_slice(skip_disc=2)
+    assert levels_of(pipeline_rows(image, missed, truth, 7, table)) == [1, 2, 4, 5]
+    shifted = truth.copy()
+    shifted[265:300] = 0  # without the bottom disc and body every disc is named one level too low
+    numbers, features = slice_features(image, shifted, find_levels(shifted, image))
+    assert levels_of(graded_rows(numbers, features, 7, table)) == [1, 2, 3, 4]
+    assert pipeline_rows(image, shifted, truth, 7, table) == []
+    disc = truth == IVD
+    assert same_disc(disc, disc) and not same_disc(disc, None) and not same_disc(disc, np.zeros_like(disc))
+
+
+def test_source_comparison_leaves_out_missed_discs():
+    reference = synthetic_samples(patients=4, discs=5)
+    reference["level"] = np.tile(np.arange(1, 6), 4).astype(float)
+    rows = [(f, g, n, m, p, 0, level) for f, g, n, m, p, level in zip(
+        reference["features"] + 0.1, reference["grade"], reference["narrowing"], reference["modic"],
+        reference["patient"], reference["level"])]
+    segmented = to_samples(rows[:7] + rows[8:])  # the pipeline misses patient 1, level 3
+
+    def predict(features):
+        return predict_heads(toy_model(), features)
+
+    comparison = source_comparison(predict, reference, segmented)
+    assert comparison["graded_discs"] == 20 and comparison["found_discs"] == 19
+    assert comparison["missed"] == [[1, 3]]
+    for name in ("pipeline", "ground_truth_same_discs"):
+        assert sum(comparison[name]["grade_counts"]) == 19
+    keep = np.arange(20) != 7
+    same = {key: values[keep] for key, values in reference.items()}
+    assert comparison["ground_truth_same_discs"] == evaluation_metrics(predict(same["features"]), same)
+    assert comparison["pipeline"] != comparison["ground_truth_same_discs"]
+    metrics = {**evaluation_metrics(predict(reference["features"]), reference), "test_discs": 20,
+               "pipeline_segmentation": comparison}
+    assert "the 19 found discs" in source_table(metrics)
