@@ -113,3 +113,23 @@ def test_a_second_run_replaces_the_levels_nodes_and_new_nodes_keeps_them(scene, 
 def test_a_report_without_levels_adds_no_levels_nodes(scene, volume):
     nodes = levels_mrml.load_levels(scene, volume, {"vertebrae": [], "discs": []}, None)
     assert nodes == levels_mrml.LevelNodes(None, None, {}, None)
+
+
+def test_moving_a_line_updates_the_table_and_what_depends_on_it(scene, volume, case):
+    report, level_labels = case
+    nodes = levels_mrml.load_levels(scene, volume, report, level_labels)
+    table, line = nodes.table.GetTable(), nodes.lines[("L4/L5", "anterior_height")]
+    row = levels_mrml.table_row(table, "L4/L5")
+    columns = ("Anterior height (mm)", "Mean height (mm)", "Height index")
+    before = {c: levels_mrml.number(table, c, row) for c in columns}
+    untouched = levels_mrml.number(table, "Mean height (mm)", levels_mrml.table_row(table, "L3/L4"))
+    start, end = np.array(line.GetNthControlPointPosition(0)), np.array(line.GetNthControlPointPosition(1))
+    direction = (end - start) / np.linalg.norm(end - start)
+    line.SetNthControlPointPosition(1, *(end + 3.0 * direction))  # the reader stretches it by 3 mm
+    after = {c: levels_mrml.number(table, c, row) for c in before}
+    assert after["Anterior height (mm)"] == pytest.approx(before["Anterior height (mm)"] + 3.0, abs=0.06)
+    assert after["Mean height (mm)"] == pytest.approx(before["Mean height (mm)"] + 1.0, abs=0.06)
+    depth = levels_mrml.number(table, "Depth (mm)", levels_mrml.table_row(table, "L4"))
+    assert after["Height index"] == pytest.approx(after["Mean height (mm)"] / depth, abs=1e-3)
+    assert table.GetColumnByName("Edited in Slicer").GetValue(row) == "anterior height"
+    assert levels_mrml.number(table, "Mean height (mm)", levels_mrml.table_row(table, "L3/L4")) == untouched

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+import slicer
 import vtk
 
 from SpineSegDiffLib.labels import by_key, level_terminology
@@ -38,7 +39,7 @@ MEASUREMENTS_FOLDER_SUFFIX = " SpineSegDiff measurements"
 NAMES_SUFFIX = " SpineSegDiff level names"
 ALTERNATE_SHADE = 0.75
 """Every other level of a structure is drawn this much darker, so that neighbours stand apart."""
-TEXT_COLUMNS = (("Level", "name"), ("Kind", "kind"))
+TEXT_COLUMNS = (("Level", "name"), ("Kind", "kind"), ("Edited in Slicer", "edited"))
 NUMBER_COLUMNS = (
     ("From bottom", "from_bottom"),
     ("Anterior height (mm)", "anterior_height_mm"),
@@ -55,6 +56,8 @@ NUMBER_COLUMNS = (
     ("Mean uncertainty", "mean_uncertainty"),
 )
 """``(column name, report key)``; units are part of the column names."""
+LINE_COLUMNS = {key[: -len("_mm")]: title for title, key in NUMBER_COLUMNS if key.endswith("_mm")}
+"""Table column of each measurement line (``"anterior_height"`` -> ``"Anterior height (mm)"``)."""
 
 
 def level_rows(report: dict) -> list[dict]:
@@ -252,8 +255,64 @@ def load_levels(scene, volume_node, report: dict, level_labels: sitk.Image | Non
     segmentation = (update_level_segmentation(scene, volume_node, level_labels, report, new_node=new_nodes)
                     if level_labels is not None else None)
     lines = update_measurement_lines(scene, volume_node, report, new_nodes=new_nodes)
+    if table is not None:
+        follow_line_edits(table, lines)
     names = update_level_names(scene, volume_node, report, new_node=new_nodes)
     return LevelNodes(table, segmentation, lines, names)
+
+
+def follow_line_edits(table_node, lines: dict) -> None:
+    """Keep the table in step with the reader: when a measurement line is moved, its length replaces the
+    measured value, the disc's mean height and height indices are recomputed, and the row's "Edited in
+    Slicer" cell names what was changed. Slip and grades are left as measured."""
+    for (level, measurement), node in lines.items():
+        if measurement in LINE_COLUMNS:
+            node.AddObserver(slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
+                             lambda line, event, level=level, measurement=measurement:
+                             apply_line_length(table_node, level, measurement, line.GetLineLengthWorld()))
+
+
+def apply_line_length(table_node, level: str, measurement: str, length_mm: float) -> None:
+    """Write one edited length into the table and update what depends on it (see :func:`follow_line_edits`)."""
+    table = table_node.GetTable()
+    row = table_row(table, level)
+    if row is None:
+        return
+    set_number(table, LINE_COLUMNS[measurement], row, round(length_mm, 1))
+    edited = table.GetColumnByName("Edited in Slicer")
+    done = [e for e in edited.GetValue(row).split(", ") if e]
+    label = measurement.replace("_", " ")
+    edited.SetValue(row, ", ".join(done + ([label] if label not in done else [])))
+    recompute_disc_relations(table)
+    table.Modified()
+    table_node.Modified()
+
+
+def table_row(table: vtk.vtkTable, level: str) -> int | None:
+    names = table.GetColumnByName("Level")
+    return next((i for i in range(names.GetNumberOfValues()) if names.GetValue(i) == level), None)
+
+
+def set_number(table: vtk.vtkTable, column: str, row: int, value: float) -> None:
+    table.GetColumnByName(column).SetValue(row, value)
+
+
+def number(table: vtk.vtkTable, column: str, row: int) -> float:
+    return float(table.GetColumnByName(column).GetValue(row))
+
+
+def recompute_disc_relations(table: vtk.vtkTable) -> None:
+    """Every disc's mean height (of its three heights) and height index (mean height / depth of the body
+    above, the vertebra with the same ``from_bottom``), as :mod:`SpineSegDiffLib.measurements` defines them."""
+    kinds, numbers = table.GetColumnByName("Kind"), table.GetColumnByName("From bottom")
+    depths = {numbers.GetValue(i): number(table, "Depth (mm)", i)
+              for i in range(table.GetNumberOfRows()) if kinds.GetValue(i) == "vertebra"}
+    for row in (i for i in range(table.GetNumberOfRows()) if kinds.GetValue(i) == "disc"):
+        heights = [number(table, LINE_COLUMNS[f"{p}_height"], row) for p in ("anterior", "middle", "posterior")]
+        mean = round(float(np.mean(heights)), 1)
+        set_number(table, "Mean height (mm)", row, mean)
+        above = depths.get(numbers.GetValue(row), math.nan)
+        set_number(table, "Height index", row, round(mean / above, 3) if above and not math.isnan(above) else math.nan)
 
 
 def level_centroid_ras(report: dict, name: str) -> tuple[float, float, float] | None:
