@@ -42,7 +42,7 @@ def assess_levels(levels: Levels, image: np.ndarray, labels: np.ndarray, heatmap
         :func:`~.measurements.measure_levels` for the measurement keys).
     """
     measured = measure_levels(levels, labels, heatmap, spacing_mm)
-    grades = grader.grade(image, labels, levels) if grader is not None else {}
+    grades = grader.grade(image, labels, levels, measured["discs"]) if grader is not None else {}
     for disc in measured["discs"]:
         disc.update(grades.get(disc["from_bottom"], dict.fromkeys(GRADE_KEYS)))
     if to_patient is not None:

@@ -171,7 +171,8 @@ def add_slice_context(rows: list[dict[str, float]]) -> None:
         row["relative_height"] = row["height_index"] / tallest if tallest > 0 else float("nan")
 
 
-def slice_features(image: np.ndarray, labels: np.ndarray, levels: Levels) -> tuple[list[int], np.ndarray]:
+def slice_features(image: np.ndarray, labels: np.ndarray, levels: Levels,
+                   measured_discs: list[dict] | None = None) -> tuple[list[int], np.ndarray]:
     """``(from_bottom numbers, features (N, len(FEATURE_NAMES)))`` of the segmented discs of one slice;
     nan where a measurement is not defined (e.g. no vertebra above the disc for the height index).
 
@@ -179,8 +180,12 @@ def slice_features(image: np.ndarray, labels: np.ndarray, levels: Levels) -> tup
         image: ``(H, W)`` model-space intensities, 0..255.
         labels: uint8 ``(H, W)`` labelmap.
         levels: :func:`~.levels.find_levels` of ``labels``.
+        measured_discs: the discs of :func:`~.measurements.measure_levels` for these levels when the caller
+            has them already (measured here otherwise).
     """
-    measured = {d["from_bottom"]: d for d in measure_levels(levels, labels)["discs"]}
+    if measured_discs is None:
+        measured_discs = measure_levels(levels, labels)["discs"]
+    measured = {d["from_bottom"]: d for d in measured_discs}
     discs = [d for d in levels.discs if not d.missing]
     rows = []
     for disc in discs:
@@ -268,9 +273,11 @@ class DiscGrader:
             return {"pfirrmann": np.zeros((0, len(GRADES))), "narrowing": np.zeros(0), "modic": np.zeros(0)}
         return predict_heads(self.parameters, features)
 
-    def grade(self, image: np.ndarray, labels: np.ndarray, levels: Levels) -> dict[int, dict]:
-        """Per disc ``from_bottom``: grade, probabilities and flags, ready for the report."""
-        numbers, features = slice_features(image, labels, levels)
+    def grade(self, image: np.ndarray, labels: np.ndarray, levels: Levels,
+              measured_discs: list[dict] | None = None) -> dict[int, dict]:
+        """Per disc ``from_bottom``: grade, probabilities and flags, ready for the report (``measured_discs``:
+        see :func:`slice_features`)."""
+        numbers, features = slice_features(image, labels, levels, measured_discs)
         out = self(features)
         grades = {}
         for i, number in enumerate(numbers):

@@ -88,11 +88,13 @@ def build_report(result: SegmentationResult, source: str, timings: dict[str, flo
     }
 
 
-def write_dicom_seg_or_warn(result: SegmentationResult, sources: list[Path], path: Path) -> list[str]:
-    """Write the DICOM SEG of the structures and the named levels; returns the warning if it could not be."""
+def write_dicom_seg_or_warn(result: SegmentationResult, sources: list[Path], path: Path,
+                            level_labels: sitk.Image | None) -> list[str]:
+    """Write the DICOM SEG of the structures and the named levels (``level_labels``: the level labelmap on the
+    input grid); returns the warning if it could not be written."""
     levels = levels_from_report(result.levels) if result.levels else None
     try:
-        write_dicom_seg(result.labels, sources, path, levels, result.level_labels() if levels else None)
+        write_dicom_seg(result.labels, sources, path, levels, level_labels if levels else None)
     except SpineSegDiffError as error:
         return [f"no DICOM SEG: {error}"]
     return []
@@ -122,7 +124,7 @@ def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str
             write_slice_levels_csv(result.slice_levels, staged["slice_levels"])
         report = build_report(result, source, dict(result.timings))
         if dicom_sources:
-            report["warnings"] = write_dicom_seg_or_warn(result, dicom_sources, staged["dicom_seg"])
+            report["warnings"] = write_dicom_seg_or_warn(result, dicom_sources, staged["dicom_seg"], level_labels)
         staged["report"].write_text(json.dumps(report, indent=2) + "\n")
         for key in SUFFIXES:  # report last
             if staged[key].exists() or key == "report":

@@ -91,25 +91,12 @@ def levels_table(report: dict) -> vtk.vtkTable:
     return table
 
 
-def find_levels_table(scene, volume_node):
-    """The levels table of the last result made from ``volume_node``, or None."""
-    for node in _table_nodes(scene):
-        if node.GetAttribute(ROLE_ATTRIBUTE) == LEVELS_ROLE and node.GetNodeReference(INPUT_ROLE) is volume_node:
-            return node
-    return None
-
-
-def _table_nodes(scene) -> list:
-    nodes = scene.GetNodesByClass("vtkMRMLTableNode")
-    return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
-
-
 def update_levels_table(scene, volume_node, report: dict, new_node: bool = False):
     """The report's levels in the volume's levels table (updated in place unless ``new_node``), or None when
     the report has no levels (an existing table is then left as it is)."""
     if not (report.get("vertebrae") or report.get("discs")):
         return None
-    node = None if new_node else find_levels_table(scene, volume_node)
+    node = None if new_node else previous_node(scene, volume_node, LEVELS_ROLE, "vtkMRMLTableNode")
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLTableNode", volume_node.GetName() + TABLE_SUFFIX)
         mark(node, LEVELS_ROLE, volume_node)
@@ -160,6 +147,12 @@ def nodes_with_role(scene, volume_node, role: str, class_name: str = "vtkMRMLNod
             if node.GetAttribute(ROLE_ATTRIBUTE) == role and node.GetNodeReference(INPUT_ROLE) is volume_node]
 
 
+def previous_node(scene, volume_node, role: str, class_name: str):
+    """The node of the last result made from ``volume_node`` with this role, or None."""
+    found = nodes_with_role(scene, volume_node, role, class_name)
+    return found[0] if found else None
+
+
 def mark(node, role: str, volume_node) -> None:
     """Tag a result node with its role and input volume; place it under the volume's transform if it has a place."""
     node.SetAttribute(ROLE_ATTRIBUTE, role)
@@ -174,8 +167,7 @@ def update_level_segmentation(scene, volume_node, level_labels: sitk.Image, repo
     rows = level_entries(report)
     if not rows:
         return None
-    previous = [] if new_node else nodes_with_role(scene, volume_node, LEVEL_SEGMENTS_ROLE, "vtkMRMLSegmentationNode")
-    node = previous[0] if previous else None
+    node = None if new_node else previous_node(scene, volume_node, LEVEL_SEGMENTS_ROLE, "vtkMRMLSegmentationNode")
     if node is None:
         mrml.segmentations_logic(scene)
         node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
@@ -235,8 +227,7 @@ def update_level_names(scene, volume_node, report: dict, new_node: bool = False)
     rows = [row for row in level_rows(report) if row.get("centroid_lps_mm")]
     if not rows:
         return None
-    previous = [] if new_node else nodes_with_role(scene, volume_node, LEVEL_NAMES_ROLE, "vtkMRMLMarkupsFiducialNode")
-    node = previous[0] if previous else None
+    node = None if new_node else previous_node(scene, volume_node, LEVEL_NAMES_ROLE, "vtkMRMLMarkupsFiducialNode")
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", volume_node.GetName() + NAMES_SUFFIX)
         node.CreateDefaultDisplayNodes()
