@@ -85,3 +85,14 @@ def test_a_second_run_updates_the_same_table(scene, volume, report):
 def test_a_report_without_levels_adds_nothing(scene, volume):
     assert levels_mrml.update_levels_table(scene, volume, {"slice_index": None}) is None
     assert tables(scene) == 0
+
+
+def test_the_module_levels_list_shows_heights_index_grade_and_unsegmented_levels(report):
+    rows = levels_mrml.summary_rows(report)
+    assert [r[0] for r in rows] == [r["name"] for r in levels_mrml.level_rows(report)]
+    l4_l5 = rows[[r[0] for r in rows].index("L4/L5")]
+    disc = next(d for d in report["discs"] if d["name"] == "L4/L5")
+    assert l4_l5 == ("L4/L5", f"{disc['mean_height_mm']:.1f}", f"{disc['height_index']:.2f}", "3 (40%)",
+                     f"{disc['mean_uncertainty']:.2f}")
+    missing = {**report, "discs": [{**report["discs"][0], "segmented": False, "mean_height_mm": None}]}
+    assert levels_mrml.summary_rows(missing)[1][:2] == (f"{report['discs'][0]['name']} (not segmented)", "-")
