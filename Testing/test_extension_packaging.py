@@ -1,24 +1,32 @@
-"""What the extension ships: licence, Extensions Index description agreeing with CMakeLists.txt, every resource
-the module loads packaged, and the bundled sample registered in Sample Data with its attribution."""
+"""What the extension ships: licence, Extensions Index catalog entry (``SpineSegDiff.json``, valid against the
+committed v1.0.1 schema and agreeing with CMakeLists.txt), every resource the module loads packaged, and the
+bundled sample registered in Sample Data with its attribution."""
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import re
 import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+import pytest
+
 from SpineSegDiffSlicer import sample_data
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO / "SpineSegDiff"
 REPOSITORY_URL = "https://github.com/spinesegdiff/SlicerSpineSegDiff"
-S4EXT_TO_CMAKE = {"homepage": "HOMEPAGE", "category": "CATEGORY", "contributors": "CONTRIBUTORS",
-                  "description": "DESCRIPTION", "iconurl": "ICONURL", "screenshoturls": "SCREENSHOTURLS",
-                  "depends": "DEPENDS", "build_subdirectory": "BUILD_SUBDIRECTORY"}
+CATALOG_ENTRY = REPO / "SpineSegDiff.json"
+"""The Extensions Index catalog entry (Slicer 5.10 reads ``<Extension>.json``, no longer ``.s4ext``)."""
+CATALOG_SCHEMA = REPO / "Testing" / "data" / "slicer-extension-catalog-entry-schema-v1.0.1.json"
+"""Copy of the Extensions Index schema (provenance in ``Testing/data/PROVENANCE.md``)."""
+CATALOG_SCHEMA_URL = ("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"
+                      "slicer-extension-catalog-entry-schema-v1.0.1.json#")
+"""``$schema`` as the peer entries (TotalSegmentator.json, NNUNet.json) write it."""
 
 
 def cmake_metadata() -> dict[str, str]:
@@ -28,14 +36,12 @@ def cmake_metadata() -> dict[str, str]:
     return {key: value.strip('"') for key, value in pairs}
 
 
-def s4ext() -> dict[str, str]:
-    """``key value`` lines of SpineSegDiff.s4ext (comments and blank lines skipped)."""
-    fields = {}
-    for line in (REPO / "SpineSegDiff.s4ext").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition(" ")
-            fields[key] = value.strip()
-    return fields
+def catalog_entry() -> dict:
+    return json.loads(CATALOG_ENTRY.read_text())
+
+
+def catalog_schema() -> dict:
+    return json.loads(CATALOG_SCHEMA.read_text())
 
 
 def tracked_files() -> set[str]:
@@ -51,12 +57,48 @@ def test_licence_is_the_full_apache_2_text_with_the_projects_copyright():
     assert 'license = { text = "Apache-2.0" }' in (REPO / "pyproject.toml").read_text()
 
 
-def test_s4ext_agrees_with_the_cmake_metadata():
-    cmake, index = cmake_metadata(), s4ext()
-    for s4ext_key, cmake_key in S4EXT_TO_CMAKE.items():
-        assert index[s4ext_key] == cmake[cmake_key], s4ext_key
-    assert (index["scm"], index["scmurl"]) == ("git", REPOSITORY_URL + ".git")
-    assert index["enabled"] == "1" and index["status"]
+def test_catalog_entry_is_valid_against_the_committed_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema, entry = catalog_schema(), catalog_entry()
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(entry)
+
+
+def test_catalog_entry_names_the_schema_and_uses_only_its_fields():
+    """What the schema says, checked without the jsonschema package: the entry names this schema version,
+    has the required fields, no others (``additionalProperties: false``) and the declared types."""
+    schema, entry = catalog_schema(), catalog_entry()
+    assert entry["$schema"] == CATALOG_SCHEMA_URL == schema["$id"]
+    assert set(schema["required"]) <= set(entry) <= set(schema["properties"])
+    python_types = {"string": str, "array": list, "integer": int, "boolean": bool}
+    for key, value in entry.items():
+        assert isinstance(value, python_types[schema["properties"][key]["type"]]), key
+    assert all(isinstance(item, str) for item in entry["build_dependencies"])
+    tier = schema["properties"]["tier"]
+    assert tier["minimum"] <= entry["tier"] <= tier["maximum"]
+
+
+def test_catalog_entry_agrees_with_the_cmake_metadata():
+    cmake, entry = cmake_metadata(), catalog_entry()
+    assert entry["category"] == cmake["CATEGORY"]
+    assert entry["build_dependencies"] == cmake["DEPENDS"].split(";") == ["PyTorch"]
+    assert entry["scm_url"] == cmake["HOMEPAGE"] == REPOSITORY_URL  # without .git, as the peer entries
+    assert entry["build_subdirectory"] == cmake["BUILD_SUBDIRECTORY"] == "."
+    assert entry["scm_revision"] == "main"
+    assert entry["tier"] == 1, "a new extension is experimental (tier 1) until it has a track record"
+
+
+def test_the_catalog_entry_replaces_the_s4ext():
+    files = tracked_files()
+    assert "SpineSegDiff.json" in files
+    assert not [name for name in files if name.endswith(".s4ext")], "Slicer 5.10's index reads <Extension>.json"
+    assert "s4ext" not in (REPO / "CMakeLists.txt").read_text()
+
+
+def test_cmake_accepts_the_versions_slicer_5_10_extensions_use():
+    text = (REPO / "CMakeLists.txt").read_text()
+    assert re.search(r"^cmake_minimum_required\(VERSION 3\.20\.6\.\.\.3\.22\.6 FATAL_ERROR\)", text, re.M)
+    assert "Slicer 5.10 or newer" in cmake_metadata()["DESCRIPTION"]
 
 
 def test_metadata_urls_point_at_files_of_this_repository():

@@ -133,3 +133,46 @@ def test_moving_a_line_updates_the_table_and_what_depends_on_it(scene, volume, c
     assert after["Height index"] == pytest.approx(after["Mean height (mm)"] / depth, abs=1e-3)
     assert table.GetColumnByName("Edited in Slicer").GetValue(row) == "anterior height"
     assert levels_mrml.number(table, "Mean height (mm)", levels_mrml.table_row(table, "L3/L4")) == untouched
+
+
+def test_re_runs_leave_one_table_observer_per_line_and_edits_still_update_the_table(scene, volume, case,
+                                                                                   monkeypatch):
+    report, level_labels = case
+    first = levels_mrml.load_levels(scene, volume, report, level_labels)
+    second = levels_mrml.load_levels(scene, volume, report, level_labels)
+    levels_mrml.follow_line_edits(second.table, second.lines)  # a run that reuses the same line nodes
+    calls = []
+    apply = levels_mrml.apply_line_length
+    monkeypatch.setattr(levels_mrml, "apply_line_length",
+                        lambda *arguments: (calls.append(arguments[1:3]), apply(*arguments)))
+    key = ("L4/L5", "anterior_height")
+    old, line = first.lines[key], second.lines[key]
+    assert old.GetScene() is None and line.GetScene() is scene
+    table = second.table.GetTable()
+    row = levels_mrml.table_row(table, "L4/L5")
+    before = levels_mrml.number(table, "Anterior height (mm)", row)
+
+    def stretch(node, mm: float) -> None:
+        start, end = np.array(node.GetNthControlPointPosition(0)), np.array(node.GetNthControlPointPosition(1))
+        node.SetNthControlPointPosition(1, *(end + mm * (end - start) / np.linalg.norm(end - start)))
+
+    stretch(old, 5.0)  # the replaced line no longer feeds the table
+    assert calls == [] and levels_mrml.number(table, "Anterior height (mm)", row) == before
+    stretch(line, 3.0)
+    assert calls == [key], "exactly one observer on the line after two runs and a repeated follow"
+    assert levels_mrml.number(table, "Anterior height (mm)", row) == pytest.approx(before + 3.0, abs=0.06)
+    assert table.GetColumnByName("Edited in Slicer").GetValue(row) == "anterior height"
+    moved = slicer.vtkMRMLMarkupsNode.PointModifiedEvent
+    assert not old.HasObserver(moved) and line.HasObserver(moved)  # slicer-core adds no observer of its own
+    assert old not in levels_mrml._line_observers and line in levels_mrml._line_observers
+
+
+def test_lines_removed_by_the_reader_are_no_longer_followed(scene, volume, case):
+    report, level_labels = case
+    nodes = levels_mrml.load_levels(scene, volume, report, level_labels)
+    line = nodes.lines[("L4/L5", "anterior_height")]
+    scene.RemoveNode(line)
+    levels_mrml.forget_removed_lines()  # also the first step of every follow_line_edits
+    assert line not in levels_mrml._line_observers
+    assert not line.HasObserver(slicer.vtkMRMLMarkupsNode.PointModifiedEvent)
+    assert all(node.GetScene() is not None for node in levels_mrml._line_observers)

@@ -2,9 +2,10 @@
 
 The sources are excerpts of 3D Slicer's DICOM master terminology and of SlicerTotalSegmentator's SNOMED
 mapping, committed with their provenance (``SpineSegDiff/Resources/Terminology/sources``), plus the module's
-own ``.term.json`` for what those lists lack. The entries written to ``.seg.nrrd`` files (core) and to MRML
-segments (Slicer's own segmentation classes, slicer-core) must name codes with exactly the meaning these
-lists give them: SCT 53120007 ("Upper limb") or SCT 3177009 (in no list) fail.
+own ``.term.json`` that Slicer loads (it must agree with them, and adds no code of its own). The entries
+written to ``.seg.nrrd`` files (core) and to MRML segments (Slicer's own segmentation classes, slicer-core) must
+name standard SNOMED CT codes with exactly the meaning these lists give them: SCT 53120007 ("Upper limb"),
+SCT 3177009 (in no list) or a private ``99...`` code fail.
 """
 
 from __future__ import annotations
@@ -64,11 +65,9 @@ def totalsegmentator_level_types() -> dict[Code, Code]:
 
 
 def known_codes() -> dict[Code, Code]:
-    """Every type code of the real lists; SNOMED CT codes from Slicer's and SlicerTotalSegmentator's lists,
-    the module's own file only for private (``99...``) codes."""
-    known = {**term_json_types(SLICER_MASTER), **totalsegmentator_types(), **totalsegmentator_level_types()}
-    private = {code: cat for code, cat in term_json_types(MODULE_TERMS).items() if code[0].startswith("99")}
-    return {**known, **private}
+    """Every type code of the real lists: Slicer's DICOM master list and SlicerTotalSegmentator's mapping
+    (the module's own ``.term.json`` is not a source)."""
+    return {**term_json_types(SLICER_MASTER), **totalsegmentator_types(), **totalsegmentator_level_types()}
 
 
 def parse_entry(entry: str) -> dict[str, object]:
@@ -97,10 +96,28 @@ def test_the_sources_say_what_the_old_codes_meant():
 
 
 @pytest.mark.parametrize("old", [Structure(1, "SC", "Spinal canal", (0, 0, 1), "SCT", "53120007", "Spinal canal"),
+                                 Structure(1, "SC", "Spinal canal", (0, 0, 1), "99SPINESEGDIFF", "SPINAL_CANAL",
+                                           "Spinal canal"),
                                  Structure(3, "IVD", "Discs", (0, 1, 0), "SCT", "3177009", "Intervertebral disc")])
 def test_the_check_refuses_the_old_codes(old):
     with pytest.raises(AssertionError):
         assert_entry_from_real_lists(old.terminology)
+
+
+def code_of(structure: Structure) -> Code:
+    return structure.coding_scheme, structure.code, structure.meaning
+
+
+def test_structures_carry_standard_snomed_ct_codes_from_the_real_lists():
+    by_key = {s.key: s for s in STRUCTURES}
+    assert {s.coding_scheme for s in STRUCTURES} == {"SCT"}
+    assert all(s.code.isdigit() for s in STRUCTURES), "SNOMED CT concept ids are numeric (no private codes)"
+    master = term_json_types(SLICER_MASTER)
+    for key in ("SC", "VB"):
+        assert code_of(by_key[key]) in master, f"{key} is not in Slicer's DICOM master list with this meaning"
+    assert code_of(by_key["IVD"]) in totalsegmentator_types()
+    assert code_of(by_key["SC"]) == ("SCT", "280401006", "Spinal cerebrospinal fluid pathway")
+    assert by_key["SC"].name == "Spinal canal", "the displayed name is unchanged"
 
 
 def test_module_term_file_matches_the_label_table_and_names_our_context():
@@ -109,6 +126,9 @@ def test_module_term_file_matches_the_label_table_and_names_our_context():
     types = term_json_types(MODULE_TERMS)
     assert set(types) == {(s.coding_scheme, s.code, s.meaning) for s in STRUCTURES} | set(LEVEL_TYPES.values())
     assert set(types.values()) == {tuple(CATEGORY.split("^"))}
+    assert not any(code[0].startswith("99") for code in types), "the module's terminology adds no private code"
+    known = known_codes()
+    assert all(code in known for code in types), "every type of the module's terminology comes from a real list"
 
 
 @pytest.mark.parametrize("name", VERTEBRA_NAMES)
@@ -140,8 +160,18 @@ def test_seg_nrrd_entries_come_from_the_real_lists(tmp_path):
         entry = next(t.split(":", 1)[1] for t in tags.split("|") if t.startswith("TerminologyEntry:"))
         assert_entry_from_real_lists(entry)
         names[image.GetMetaData(f"Segment{i}_Name")] = parse_entry(entry)["type"][2]
-    assert names == {"Spinal canal": "Spinal canal", "Vertebrae": "Vertebra",
+    assert names == {"Spinal canal": "Spinal cerebrospinal fluid pathway", "Vertebrae": "Vertebra",
                      "Intervertebral discs": "Intervertebral disc"}
+
+
+def test_seg_nrrd_codes_the_canal_as_spinal_csf_pathway(tmp_path):
+    path = tmp_path / "case.seg.nrrd"
+    write_seg_nrrd(labels_image(), path)
+    image = sitk.ReadImage(str(path))
+    tags = {image.GetMetaData(f"Segment{i}_Name"): image.GetMetaData(f"Segment{i}_Tags")
+            for i in range(len(STRUCTURES))}
+    assert "~SCT^280401006^Spinal cerebrospinal fluid pathway~" in tags["Spinal canal"]
+    assert "99SPINESEGDIFF" not in "".join(tags.values())
 
 
 def test_mrml_segment_entries_come_from_the_real_lists(tmp_path):

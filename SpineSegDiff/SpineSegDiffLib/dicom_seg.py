@@ -27,8 +27,6 @@ MANUFACTURER = "SpineSegDiff"
 CONTENT_LABEL = "SPINESEGDIFF"
 DEVICE_SERIAL_NUMBER = "1"
 """Required by the Enhanced General Equipment module; software has no serial number."""
-PRIVATE_SCHEME = "99SPINESEGDIFF"
-"""Coding scheme of the spinal canal's private code (see ``Resources/Terminology/sources/PROVENANCE.md``)."""
 LEVEL_STRUCTURE = {"vertebra": "VB", "disc": "IVD"}
 """Level kind -> key of the structure whose colour a level segment takes."""
 REQUIRED_TAGS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
@@ -126,8 +124,6 @@ def write_dicom_seg(labels: sitk.Image, source_files: list[Path], path: Path,
         instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=MANUFACTURER,
         software_versions=__version__, device_serial_number=DEVICE_SERIAL_NUMBER, content_label=CONTENT_LABEL,
         content_description=SERIES_DESCRIPTION, series_description=SERIES_DESCRIPTION,
-        coding_schemes=[hd.coding_schemes.CodingSchemeIdentificationItem(
-            PRIVATE_SCHEME, name="SpineSegDiff private codes", responsible_organization=MANUFACTURER)],
     )
     path = Path(path)
     with atomic_path(path) as temporary:

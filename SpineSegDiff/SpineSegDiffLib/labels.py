@@ -45,8 +45,10 @@ class Structure:
 
 
 STRUCTURES: tuple[Structure, ...] = (
-    # no verified SNOMED CT concept for the spinal canal: a private code, defined in the module's .term.json
-    Structure(1, "SC", "Spinal canal", (0.49, 0.78, 0.95), "99SPINESEGDIFF", "SPINAL_CANAL", "Spinal canal"),
+    # Slicer's DICOM master list (CID 7153): on T2 the canal label holds the dural sac and its CSF (the
+    # displayed name stays "Spinal canal")
+    Structure(1, "SC", "Spinal canal", (0.49, 0.78, 0.95),
+              "SCT", "280401006", "Spinal cerebrospinal fluid pathway"),
     # Slicer's DICOM master list
     Structure(2, "VB", "Vertebrae", (0.95, 0.84, 0.57), "SCT", "51282000", "Vertebra"),
     # SlicerTotalSegmentator's mapping (Slicer's lists have no disc)

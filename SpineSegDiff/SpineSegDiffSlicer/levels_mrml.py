@@ -187,6 +187,7 @@ def update_measurement_lines(scene, volume_node, report: dict, new_nodes: bool =
     subject hierarchy folder; a re-run replaces the previous run's lines. Returns ``{(level, measurement): node}``."""
     if not new_nodes:
         for node in nodes_with_role(scene, volume_node, MEASUREMENT_ROLE, "vtkMRMLMarkupsLineNode"):
+            stop_following_line(node)
             scene.RemoveNode(node)
     hierarchy = mrml.subject_hierarchy(scene)
     folder = None
@@ -252,15 +253,42 @@ def load_levels(scene, volume_node, report: dict, level_labels: sitk.Image | Non
     return LevelNodes(table, segmentation, lines, names)
 
 
+_line_observers: dict = {}
+"""``{line node: observer tag}`` of the ``PointModifiedEvent`` observers added by :func:`follow_line_edits`, so
+that a line is never observed twice and an observer goes with the line it watches. Keyed by the node itself,
+not its ID (IDs repeat across scenes); holding the node keeps that key unique. An entry is dropped when its
+line is replaced by a re-run (:func:`update_measurement_lines`), followed again, or found out of its scene
+(deleted by the reader, scene closed) at the next :func:`follow_line_edits`."""
+
+
+def stop_following_line(node) -> None:
+    """Remove the observer :func:`follow_line_edits` put on ``node``, if any."""
+    tag = _line_observers.pop(node, None)
+    if tag is not None:
+        node.RemoveObserver(tag)
+
+
+def forget_removed_lines() -> None:
+    """Stop following every line that has left its scene."""
+    for node in [node for node in _line_observers if node.GetScene() is None]:
+        stop_following_line(node)
+
+
 def follow_line_edits(table_node, lines: dict) -> None:
     """Keep the table in step with the reader: when a measurement line is moved, its length replaces the
     measured value, the disc's mean height and height indices are recomputed, and the row's "Edited in
-    Slicer" cell names what was changed. Slip and grades are left as measured."""
+    Slicer" cell names what was changed. Slip and grades are left as measured.
+
+    Each line has at most one such observer: one added earlier (by a previous run on the same line node) is
+    removed first, and so are those of lines no longer in a scene."""
+    forget_removed_lines()
     for (level, measurement), node in lines.items():
+        stop_following_line(node)
         if measurement in LINE_COLUMNS:
-            node.AddObserver(slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
-                             lambda line, event, level=level, measurement=measurement:
-                             apply_line_length(table_node, level, measurement, line.GetLineLengthWorld()))
+            _line_observers[node] = node.AddObserver(
+                slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
+                lambda line, event, level=level, measurement=measurement:
+                apply_line_length(table_node, level, measurement, line.GetLineLengthWorld()))
 
 
 def apply_line_length(table_node, level: str, measurement: str, length_mm: float) -> None:
