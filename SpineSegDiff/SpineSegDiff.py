@@ -62,6 +62,9 @@ slice and use lighter presets than the central slice.
 height index, Pfirrmann grade and uncertainty; click a level to go there. Each level is also a segment, each
 measured length a markups line you can check and move, and all measurements are in the "levels" table.
 Grades are a research aid, not a diagnosis.
+<br><br><b>Platforms:</b> needs Slicer 5.10 or newer on Linux or Windows (x86_64) or macOS on Apple silicon.
+Python packages (MONAI, nnU-Net) are installed at the first Segment after asking; PyTorch comes from the PyTorch
+extension. After a failed install, use Advanced > Reinstall dependencies.
 """
         self.parent.acknowledgementText = """
 Method: SpineSegDiff, diffusion refinement of lumbar spine segmentation with uncertainty (MIDL 2025).
@@ -140,6 +143,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.regionsTable.connect("cellClicked(int,int)", self.onRegionClicked)
         self.ui.editSegmentButton.connect("clicked(bool)", self.onEditInSegmentEditor)
         self.ui.levelsTable.connect("cellClicked(int,int)", self.onLevelClicked)
+        self.ui.reinstallButton.connect("clicked(bool)", self.onReinstall)
         self._setRunning(False)
         self.initializeParameterNode()
 
@@ -215,13 +219,21 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode
         if self._job is not None or not self.logic.ensureRequirements():
             return
-        with slicer.util.tryWithErrorDisplay("SpineSegDiff could not start the segmentation.", waitCursor=True):
+        try:
             options = core.make_options(node.mode, node.preset, node.device, node.samples, node.steps, node.seed)
             self._job = self.logic.startJob(node.inputVolume, options)
-            self._jobVolume = node.inputVolume
-            self._setRunning(True)
-            self._timer.start()
-            slicer.util.showStatusMessage("SpineSegDiff: segmenting " + node.inputVolume.GetName() + "...")
+        except Exception as error:
+            showError(error)
+            return
+        self._jobVolume = node.inputVolume
+        self._setRunning(True)
+        self._timer.start()
+        slicer.util.showStatusMessage("SpineSegDiff: segmenting " + node.inputVolume.GetName() + "...")
+
+    def onReinstall(self) -> None:
+        """Reinstall the Python dependencies (the repair path after a failed or interrupted install)."""
+        if self._job is None:
+            self.logic.reinstallDependencies()
 
     def onCancel(self) -> None:
         """Kill the worker now (it restarts on the next click); nothing is added to the scene."""
@@ -261,17 +273,21 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "The input volume was removed: the result was discarded."
             self.logic.discardJob(job)
             return
-        with slicer.util.tryWithErrorDisplay("SpineSegDiff could not load the result.", waitCursor=True):
+        try:
             parameterNode = self._parameterNode or self.logic.getParameterNode()
             nodes, report = self.logic.loadResult(volume, job, event["files"], parameterNode.newOutputNodes)
-            parameterNode.outputSegmentation = nodes.segmentation
-            parameterNode.outputHeatmap = nodes.heatmap
-            self.logic.showResults(volume, nodes, report, parameterNode.heatmapOpacity)
-            seconds = event.get("seconds", 0.0)
-            self.ui.statusLabel.text = f"Done in {seconds:.0f} s. Check the bright areas of the heatmap."
-            slicer.util.showStatusMessage(f"SpineSegDiff: done in {seconds:.0f} s", 5000)
-            self.updateRegionsTable()
-            self.updateLevelsTable(report)
+        except Exception as error:
+            self.ui.statusLabel.text = "The result could not be loaded."
+            showError(error)
+            return
+        parameterNode.outputSegmentation = nodes.segmentation
+        parameterNode.outputHeatmap = nodes.heatmap
+        self.logic.showResults(volume, nodes, report, parameterNode.heatmapOpacity)
+        seconds = event.get("seconds", 0.0)
+        self.ui.statusLabel.text = f"Done in {seconds:.0f} s. Check the bright areas of the heatmap."
+        slicer.util.showStatusMessage(f"SpineSegDiff: done in {seconds:.0f} s", 5000)
+        self.updateRegionsTable()
+        self.updateLevelsTable(report)
 
     def _setRunning(self, running: bool) -> None:
         self.ui.progressBar.visible = running
@@ -391,24 +407,44 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         return None
 
     def ensureRequirements(self) -> bool:
-        """Refuse too old a Slicer; install missing or outdated packages after asking. True when all is ready."""
-        tooOld = install.unsupported_python_message()
-        if tooOld:
-            slicer.util.errorDisplay(tooOld, windowTitle="SpineSegDiff")
+        """Refuse an unsupported platform; install missing or outdated packages after asking. True when all is ready."""
+        refused = install.unsupported_platform_message()
+        if refused:
+            slicer.util.errorDisplay(refused, windowTitle="SpineSegDiff")
             return False
-        missing = install.missing_or_outdated()
-        if not missing:
+        report = install.check()
+        for problem in report.slicer:
+            logging.warning("SpineSegDiff: Slicer's own package is outside a requirement (kept): %s", problem)
+        if report.ok:
             return True
         question = ("SpineSegDiff needs these Python packages, which are missing or outdated:\n\n  "
-                    + "\n  ".join(missing) + "\n\nInstall them now? PyTorch comes from the PyTorch extension; this "
-                    "downloads up to a few GB and can take several minutes; Slicer is busy meanwhile.")
+                    + "\n  ".join(report.problems()[:15]) + "\n\nInstall them now? PyTorch comes from the PyTorch "
+                    "extension; this downloads up to a few GB and can take several minutes; Slicer is busy meanwhile.")
         if not slicer.util.confirmOkCancelDisplay(question, windowTitle="SpineSegDiff"):
             return False
-        with slicer.util.tryWithErrorDisplay("SpineSegDiff could not install its Python packages.", waitCursor=True):
-            install.install(missing, slicer.util.pip_install, installTorchWithExtension)
-            importlib.invalidate_caches()
-            return True
-        return False
+        return self._runInstall(install.install)
+
+    def reinstallDependencies(self) -> bool:
+        """Reinstall the core's packages and install whatever they miss, after asking. True when all is ready."""
+        question = ("Reinstall MONAI, nnU-Net and highdicom and install every missing or outdated package they need? "
+                    "Slicer's own packages and PyTorch are kept. This can take several minutes.")
+        if not slicer.util.confirmOkCancelDisplay(question, windowTitle="SpineSegDiff"):
+            return False
+        return self._runInstall(install.repair)
+
+    def _runInstall(self, action) -> bool:
+        """``install.install`` or ``install.repair`` with Slicer's pip; one clear message when something is left."""
+        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+        try:
+            action(slicer.util.pip_install, installTorchWithExtension, log=logging.info)
+        except Exception as error:
+            slicer.app.restoreOverrideCursor()
+            slicer.util.errorDisplay(f"SpineSegDiff could not install its Python packages.\n\n{error}",
+                                     windowTitle="SpineSegDiff", detailedText=traceback.format_exc())
+            return False
+        slicer.app.restoreOverrideCursor()
+        importlib.invalidate_caches()
+        return True
 
     def workerClient(self) -> WorkerClient:
         """The client of the worker process (the process itself starts with the first request)."""
@@ -419,12 +455,20 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         return self.worker
 
     def startJob(self, volumeNode, options):
-        """Write the volume for the worker and send the request; poll with :meth:`pollJob`."""
+        """Write the volume for the worker and send the request; poll with :meth:`pollJob`. On failure nothing
+        is left behind (the temporary input folder is removed)."""
+        import shutil
         import tempfile
 
-        self._inputDir = Path(tempfile.mkdtemp(prefix="SpineSegDiff-input-"))
-        inputPath = core.write_input(volumeNode, self._inputDir)
-        return self.workerClient().submit(inputPath, core.worker_options(options), stem="volume")
+        inputDir = Path(tempfile.mkdtemp(prefix="SpineSegDiff-input-"))
+        try:
+            inputPath = core.write_input(volumeNode, inputDir)
+            job = self.workerClient().submit(inputPath, core.worker_options(options), stem="volume")
+        except Exception:
+            shutil.rmtree(inputDir, ignore_errors=True)
+            raise
+        self._inputDir = inputDir
+        return job
 
     def pollJob(self) -> list:
         events = self.workerClient().poll()

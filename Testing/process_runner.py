@@ -53,9 +53,10 @@ class SubprocessRunner:
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
+    def close_input(self) -> None:
+        self.process.stdin.close()
+
     def kill(self) -> None:
-        if self.running():
+        """Kill without waiting, as ``QProcess.kill`` (``running()`` turns False once the process is gone)."""
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
-            self.process.wait(timeout=5)
-            for thread in self._threads:
-                thread.join(timeout=5)

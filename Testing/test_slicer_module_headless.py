@@ -7,10 +7,8 @@ ScriptedLoadableModule base classes, the parameter node decorator, the applicati
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import re
 import sys
 import time
 import types
@@ -122,52 +120,81 @@ def test_module_logic_runs_the_worker_and_adds_the_result_nodes(module, scene, t
     assert logic.firstInputVolume() is volume  # the heatmap is never offered as an input
 
 
-@contextlib.contextmanager
-def _raising_error_display(message: str, waitCursor: bool = False):
-    """Stand-in for the application's error dialog (it needs ``slicer.app``): the error reaches the test."""
-    yield
+def _unmet_report(install):
+    unmet = install.Unmet("nnunetv2", ">=2.8", "2.7.0", ("SpineSegDiff",))
+    return install.Report(unmet=(unmet,), torch=(), slicer=(), torch_specifier=">=2.8")
 
 
-def test_first_click_installs_pinned_packages_without_replacing_slicers_own(module, monkeypatch):
-    """ensureRequirements -> install.install with Slicer's pip_install: --no-deps, then filtered requirements."""
-    from SpineSegDiffSlicer import install
-
-    answers = iter([["nnunetv2==2.8.1"], []])  # before the install, then after it
-    monkeypatch.setattr(install, "missing_or_outdated", lambda: next(answers))
-    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *args, **kwargs: True)
-    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", _raising_error_display)
-    pip_calls = []
-    monkeypatch.setattr(slicer.util, "pip_install", pip_calls.append)
-    assert module.SpineSegDiffLogic().ensureRequirements() is True
-    assert pip_calls[0] == "nnunetv2==2.8.1 --no-deps"
-    assert len(pip_calls) == 2  # then nnunetv2's own requirements, in one call
-    names = {re.split(r"[<>=!~\[ ]", item.strip('"'))[0].lower() for item in pip_calls[1].split('" "')}
-    assert names and names.isdisjoint(install.KEEP)
-
-
-def test_declined_install_or_too_old_a_slicer_does_not_segment(module, monkeypatch):
-    from SpineSegDiffSlicer import install
-
-    monkeypatch.setattr(install, "missing_or_outdated", lambda: ["monai==1.6.1"])
-    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *args, **kwargs: False)
-    monkeypatch.setattr(slicer.util, "pip_install", lambda *args: pytest.fail("installed without consent"))
-    assert module.SpineSegDiffLogic().ensureRequirements() is False
+def _application(monkeypatch, confirm: bool) -> list:
+    """The application-only calls the install path makes (dialogs, cursor); returns the errors shown."""
     shown = []
-    monkeypatch.setattr(install, "unsupported_python_message", lambda: "SpineSegDiff needs 3D Slicer 5.10")
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *args, **kwargs: confirm)
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kwargs: shown.append(text))
+    cursor = types.SimpleNamespace(setOverrideCursor=lambda *a: None, restoreOverrideCursor=lambda: None)
+    monkeypatch.setattr(slicer, "app", cursor, raising=False)
+    monkeypatch.setitem(sys.modules["qt"].__dict__, "Qt", types.SimpleNamespace(WaitCursor=3))
+    return shown
+
+
+def test_first_click_installs_with_slicers_pip_after_asking(module, monkeypatch):
+    """ensureRequirements -> install.install with Slicer's pip_install and the PyTorch extension's installer."""
+    from SpineSegDiffSlicer import install
+
+    reports = iter([_unmet_report(install)])
+    monkeypatch.setattr(install, "check", lambda: next(reports))
+    _application(monkeypatch, confirm=True)
+    calls = []
+    monkeypatch.setattr(install, "install", lambda pip, torch, log: calls.append((pip, torch)))
+    assert module.SpineSegDiffLogic().ensureRequirements() is True
+    assert calls == [(slicer.util.pip_install, module.installTorchWithExtension)]
+
+
+def test_a_failed_install_is_one_message_and_no_traceback_escapes(module, monkeypatch):
+    from SpineSegDiffSlicer import install
+
+    monkeypatch.setattr(install, "check", lambda: _unmet_report(install))
+    shown = _application(monkeypatch, confirm=True)
+
+    def failing(pip, torch, log):
+        raise RuntimeError("Still unmet: nnunetv2>=2.8. Click Reinstall dependencies")
+
+    monkeypatch.setattr(install, "install", failing)
+    monkeypatch.setattr(install, "repair", failing)
+    logic = module.SpineSegDiffLogic()
+    assert logic.ensureRequirements() is False and logic.reinstallDependencies() is False
+    assert len(shown) == 2 and all("Reinstall dependencies" in text for text in shown)
+
+
+def test_declined_install_or_an_unsupported_platform_does_not_segment(module, monkeypatch):
+    from SpineSegDiffSlicer import install
+
+    monkeypatch.setattr(install, "check", lambda: _unmet_report(install))
+    shown = _application(monkeypatch, confirm=False)
+    monkeypatch.setattr(install, "install", lambda *args, **kwargs: pytest.fail("installed without consent"))
+    assert module.SpineSegDiffLogic().ensureRequirements() is False
+    monkeypatch.setattr(install, "unsupported_platform_message", lambda: "SpineSegDiff needs 3D Slicer 5.10")
     assert module.SpineSegDiffLogic().ensureRequirements() is False
     assert shown == ["SpineSegDiff needs 3D Slicer 5.10"]
 
 
-def test_batch_script_refuses_outdated_packages_by_version(module, scene, tmp_path, monkeypatch, capsys):
+def test_a_failed_start_leaves_no_input_folder(module, scene, monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")  # no image data: refused
+    with pytest.raises(Exception):  # noqa: B017 (the message is the core's; the folder is what matters)
+        module.SpineSegDiffLogic().startJob(volume, core.make_options())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_script_refuses_outdated_packages(module, scene, tmp_path, monkeypatch, capsys):
     from SpineSegDiffSlicer import install
 
     batch = _load("batch_segment_slicer", REPO / "Resources" / "Scripts" / "batch_segment_slicer.py", monkeypatch)
-    monkeypatch.setattr(install, "installed_version", {"torch": "2.8.0", "monai": "1.5.0", "nnunetv2": "2.8.1",
-                                                       "scipy": "1.13"}.get)
+    monkeypatch.setattr(install, "check", lambda path=None: _unmet_report(install))
     args = batch.parse_arguments(["--", "--input", str(tmp_path), "--output", str(tmp_path / "out")])
     assert batch.run(args) == 2
-    assert "monai==1.6.1" in capsys.readouterr().out
+    assert "nnunetv2>=2.8" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
 
 

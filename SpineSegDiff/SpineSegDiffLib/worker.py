@@ -11,23 +11,25 @@ Requests (client -> worker, stdin):
     ``{"request": "segment", "id": "...", "input": "/path/image.nrrd", "output_dir": "/path/out",
     "stem": "image", "options": {"mode": "central", "preset": "fast", "device": "cpu", ...}}``
     (``options``: the fields of :class:`~.options.SegmentOptions`; ``stem`` optional);
-    ``{"request": "shutdown"}`` (or end of stdin): exit.
+    ``{"request": "cancel"}``: exit at once, even mid-request (status ``EXIT_CANCELLED``);
+    ``{"request": "shutdown"}`` (or end of stdin while idle): exit after the running request.
 
 Events (worker -> client, stdout):
-    ``{"event": "ready", "protocol": 1, "version": "...", "pid": N}`` once at start;
+    ``{"event": "ready", "protocol": 2, "version": "...", "pid": N}`` once at start (``pid``: this process,
+    which a client reaching it through a launcher such as ``PythonSlicer`` needs to stop it);
     ``{"event": "progress", "id": ..., "stage": "...", "fraction": 0..1}``, fractions non-decreasing;
     ``{"event": "result", "id": ..., "files": {"labels": path, "uncertainty": path, ...}, "models": "loaded" |
     "reused", "load_seconds": s, "seconds": s}``;
     ``{"event": "error", "id": ..., "message": "what went wrong and what to do", "details": "traceback or ''"}``.
 
-Exactly one ``result`` or ``error`` ends each request. Cancel is the client's: it kills the process
-(the next request starts a new one). Anything else the libraries print goes to stderr, never to the
-protocol stream.
+Exactly one ``result`` or ``error`` ends each request. The worker ends itself when its client goes away
+(end of stdin mid-request, or the death of its parent process) and on ``cancel`` (see :mod:`.inbox`);
+a client may also kill the ``pid`` it was given. Anything else the libraries print goes to stderr, never
+to the protocol stream. Constants and framing: :mod:`.protocol`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -38,12 +40,12 @@ from typing import IO, Any
 from . import __version__
 from .batch import BatchEngine, Case
 from .errors import SpineSegDiffError
+from .inbox import Inbox, watch_parent
 from .io import check_input, stem_of
 from .model_set import ModelSet, open_models
 from .options import SegmentOptions
 from .outputs import output_paths
-
-PROTOCOL_VERSION = 1
+from .protocol import PROTOCOL_VERSION, SEGMENT, SHUTDOWN, decode, encode
 
 
 class Worker:
@@ -115,26 +117,27 @@ def protocol_stream() -> IO[str]:
     return stream
 
 
-def serve(requests: IO[str], out: IO[str], models_dir: Path | None = None) -> int:
-    """Read requests until ``shutdown`` or end of input; returns the exit status."""
+def serve(requests: IO[str], out: IO[str], models_dir: Path | None = None, end_process=os._exit) -> int:
+    """Serve requests until ``shutdown`` or end of input; returns the exit status.
+
+    ``cancel`` and end of input mid-request end the process through ``end_process`` (see :class:`~.inbox.Inbox`).
+    """
 
     def emit(event: dict) -> None:
-        out.write(json.dumps(event) + "\n")
+        out.write(encode(event))
         out.flush()
 
     worker = Worker(emit, models_dir)
     emit({"event": "ready", "protocol": PROTOCOL_VERSION, "version": __version__, "pid": os.getpid()})
-    for line in requests:
+    for line in Inbox(requests, end_process).lines():
         if not line.strip():
             continue
-        try:
-            request = json.loads(line)
-        except json.JSONDecodeError:
+        request = decode(line)
+        if request is None:
             emit({"event": "error", "id": None, "message": f"not a JSON request: {line[:200]!r}", "details": ""})
-            continue
-        if request.get("request") == "shutdown":
+        elif request.get("request") == SHUTDOWN:
             break
-        if request.get("request") == "segment":
+        elif request.get("request") == SEGMENT:
             worker.segment(request)
         else:
             emit({"event": "error", "id": request.get("id"), "message": f"unknown request {request.get('request')!r}",
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="SpineSegDiffLib.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=None, help="model folder (default: the bundled models)")
     args = parser.parse_args(argv)
+    watch_parent()
     return serve(sys.stdin, protocol_stream(), args.models)
 
 

@@ -1,11 +1,21 @@
-"""The worker's process in Slicer: a ``qt.QProcess`` (non-blocking reads, so the GUI never waits)."""
+"""The worker's process in Slicer: a ``qt.QProcess`` (non-blocking reads, so the GUI never waits).
+
+Slicer's Qt binding is PythonQt: ``readAllStandardOutput()`` returns a wrapped ``QByteArray`` that has no
+buffer protocol and no ``__bytes__`` (``bytes(array)`` raises ``TypeError``); its ``data()`` gives the
+bytes. Nothing here waits on the process: ``kill`` returns at once and the client keeps the runner until
+the process is gone (``Testing/test_under_pythonqt.py`` runs this file under a real PythonQt build).
+"""
 
 from __future__ import annotations
 
 import qt
 
 ERROR_TAIL_CHARS = 8000
-KILL_WAIT_MS = 2000
+
+
+def text_of(array) -> str:
+    """The text of a PythonQt ``QByteArray`` (UTF-8; undecodable bytes replaced)."""
+    return array.data().decode("utf-8", errors="replace")
 
 
 class QProcessRunner:
@@ -21,17 +31,19 @@ class QProcessRunner:
     def write(self, text: str) -> None:
         self.process.write(qt.QByteArray(text.encode("utf-8")))
 
+    def close_input(self) -> None:
+        self.process.closeWriteChannel()
+
     def read_output(self) -> str:
         self._collect_errors()
-        return bytes(self.process.readAllStandardOutput()).decode("utf-8", errors="replace")
+        return text_of(self.process.readAllStandardOutput())
 
     def error_output(self) -> str:
         self._collect_errors()
         return self._errors
 
     def _collect_errors(self) -> None:
-        text = bytes(self.process.readAllStandardError()).decode("utf-8", errors="replace")
-        self._errors = (self._errors + text)[-ERROR_TAIL_CHARS:]
+        self._errors = (self._errors + text_of(self.process.readAllStandardError()))[-ERROR_TAIL_CHARS:]
 
     def running(self) -> bool:
         return self.process.state() != qt.QProcess.NotRunning
@@ -42,4 +54,3 @@ class QProcessRunner:
     def kill(self) -> None:
         if self.running():
             self.process.kill()
-            self.process.waitForFinished(KILL_WAIT_MS)

@@ -1,15 +1,22 @@
 """The module's side of the worker protocol (``SpineSegDiffLib.worker``): start, request, poll, cancel.
 
-The client never blocks and never runs model code: it writes one request line, and :meth:`WorkerClient.poll`
-(called from a Qt timer in the module) returns the events that have arrived. The process is reached through
-a :class:`ProcessRunner` (``qt.QProcess`` in Slicer, see :mod:`.qprocess_runner`; tests inject a plain
-subprocess-based one), as SlicerNNUnet does with its injected process.
+The client never blocks, never waits on a process and never runs model code: it writes one request line,
+and :meth:`WorkerClient.poll` (called from a Qt timer in the module) returns the events that have arrived.
+The process is reached through a :class:`ProcessRunner` (``qt.QProcess`` in Slicer, see
+:mod:`.qprocess_runner`), as SlicerNNUnet does with its injected process.
+
+In Slicer the program is ``PythonSlicer``, a launcher that runs the real interpreter as its child: killing
+the launcher does not reach the worker. So Cancel sends ``cancel`` (the worker ends itself), kills the
+worker's own ``pid`` (from its ``ready`` event) and then the launcher; a worker that loses its client or
+its parent ends itself too (:mod:`SpineSegDiffLib.inbox`).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -17,12 +24,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-PROTOCOL_VERSION = 1
+from SpineSegDiffLib.protocol import (
+    CANCEL,
+    ENDING_EVENTS,
+    ERROR,
+    PROGRESS,
+    PROTOCOL_VERSION,
+    READY,
+    SEGMENT,
+    SHUTDOWN,
+    decode,
+    encode,
+)
+
 LIB_DIR = Path(__file__).resolve().parents[1]
 """The folder holding ``SpineSegDiffLib`` (the module folder, or Slicer's qt-scripted-modules)."""
-BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from SpineSegDiffLib.worker import main; "
-             "sys.exit(main(sys.argv[2:]))")
-CRASH_HINT = "Click Segment again to restart it; the Python console has the worker's last messages."
+BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from SpineSegDiffLib.inbox import watch_parent; "
+             "watch_parent(); from SpineSegDiffLib.worker import main; sys.exit(main(sys.argv[2:]))")
+"""The worker's command: it watches its parent before importing anything heavy (see ``SpineSegDiffLib.inbox``)."""
+CRASH_HINT = "Click Segment again to restart it."
+ERROR_LINES = 20
 
 
 class ProcessRunner(Protocol):
@@ -31,6 +52,9 @@ class ProcessRunner(Protocol):
     def start(self, program: str, arguments: list[str]) -> None: ...
 
     def write(self, text: str) -> None: ...
+
+    def close_input(self) -> None:
+        """Close the child's standard input once what was written has been sent (the child sees end of input)."""
 
     def read_output(self) -> str:
         """Standard output received since the last call (possibly a partial line)."""
@@ -43,7 +67,7 @@ class ProcessRunner(Protocol):
     def exit_code(self) -> int | None: ...
 
     def kill(self) -> None:
-        """Stop the process now and wait (briefly) until it is gone."""
+        """Kill the process; does not wait (``running()`` turns False once it is gone)."""
 
 
 def python_executable() -> str:
@@ -57,13 +81,22 @@ def python_executable() -> str:
                        "Reinstall Slicer, or report this with your Slicer version.")
 
 
+def kill_process(pid: int | None) -> None:
+    """Kill one process by id, now (SIGKILL on POSIX, TerminateProcess on Windows); a gone process is fine."""
+    if not pid:
+        return
+    with contextlib.suppress(OSError):  # already gone
+        os.kill(pid, signal.SIGTERM if sys.platform == "win32" else signal.SIGKILL)
+
+
 @dataclass
 class Job:
-    """One request in flight: its id, its private output folder and the events seen so far."""
+    """One request in flight: its id, its private output folder and the stage last reported."""
 
     id: str
     output_dir: Path
-    stages: list = field(default_factory=list)
+    stage: str = "starting"
+    events: list = field(default_factory=list)
 
 
 class WorkerClient:
@@ -75,6 +108,8 @@ class WorkerClient:
         self.runner: ProcessRunner | None = None
         self.job: Job | None = None
         self.pid: int | None = None
+        self.retired: list[ProcessRunner] = []
+        """Runners told to stop, kept until their process is gone (dropping a running QProcess waits on it)."""
         self._buffer = ""
         self._count = 0
 
@@ -96,17 +131,18 @@ class WorkerClient:
             self._start()
         self._count += 1
         self.job = Job(f"request-{self._count}", Path(tempfile.mkdtemp(prefix="SpineSegDiff-")))
-        request = {"request": "segment", "id": self.job.id, "input": str(input_path), "stem": stem,
-                   "output_dir": str(self.job.output_dir), "options": options}
-        self.runner.write(json.dumps(request) + "\n")
+        self.runner.write(encode({"request": SEGMENT, "id": self.job.id, "input": str(input_path), "stem": stem,
+                                  "output_dir": str(self.job.output_dir), "options": options}))
         return self.job
 
     def _start(self) -> None:
+        self._retire()
         self.runner, self._buffer, self.pid = self.make_runner(), "", None
         self.runner.start(*self.command())
 
     def poll(self) -> list[dict]:
         """Events that arrived since the last call; a dead worker during a request gives one ``error``."""
+        self.retired = [runner for runner in self.retired if runner.running()]
         if self.runner is None:
             return []
         events = self._read_events()
@@ -114,20 +150,16 @@ class WorkerClient:
             events += self._read_events()
             if not self._ended(events):
                 events.append(self._crash_event())
-        if self._ended(events):
-            self.job = None if self.job is None else self._finish_job(events)
+        if self.job is not None:
+            self._follow(events)
         return events
 
     def _read_events(self) -> list[dict]:
         self._buffer += self.runner.read_output()
         *lines, self._buffer = self._buffer.split("\n")
         events = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # not protocol output
-            if event.get("event") == "ready":
+        for event in filter(None, map(decode, lines)):  # other lines are not protocol output
+            if event.get("event") == READY:
                 self.pid = event.get("pid")
                 if event.get("protocol") != PROTOCOL_VERSION:
                     events.append(self._error(f"the worker speaks protocol {event.get('protocol')}, the module "
@@ -135,41 +167,67 @@ class WorkerClient:
             events.append(event)
         return events
 
-    def _ended(self, events: list[dict]) -> bool:
-        return any(e.get("event") in ("result", "error") for e in events)
+    def _follow(self, events: list[dict]) -> None:
+        """Remember the job's stage; end the job on its ``result`` or ``error`` (an error removes its folder)."""
+        for event in events:
+            if event.get("event") == PROGRESS:
+                self.job.stage = event.get("stage", self.job.stage)
+        if self._ended(events):
+            if any(e.get("event") == ERROR for e in events):
+                shutil.rmtree(self.job.output_dir, ignore_errors=True)
+            self.job = None
 
-    def _finish_job(self, events: list[dict]) -> None:
-        if any(e.get("event") == "error" for e in events) and self.job is not None:
-            shutil.rmtree(self.job.output_dir, ignore_errors=True)
-        return None
+    @staticmethod
+    def _ended(events: list[dict]) -> bool:
+        return any(e.get("event") in ENDING_EVENTS for e in events)
 
     def _crash_event(self) -> dict:
+        """The one error of a worker that died mid-request: the stage it was in and its last error lines.
+
+        The exit code is the launcher's, which turns any crash into 1: the worker's stderr tells more."""
         code = self.runner.exit_code()
-        tail = self.runner.error_output().strip().splitlines()[-5:]
-        self.runner = None
-        return self._error(f"The SpineSegDiff worker process stopped unexpectedly (exit code {code}). "
-                           + CRASH_HINT, "\n".join(tail))
+        lines = [line for line in self.runner.error_output().strip().splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else "no error output"
+        message = (f"The SpineSegDiff worker process stopped unexpectedly while {self.job.stage} (exit code {code}; "
+                   f"last message: {last[:300]}). {CRASH_HINT}")
+        self._retire()
+        return self._error(message, "\n".join(lines[-ERROR_LINES:]))
 
     def _error(self, message: str, details: str = "") -> dict:
-        return {"event": "error", "id": self.job.id if self.job else None, "message": message, "details": details}
+        return {"event": ERROR, "id": self.job.id if self.job else None, "message": message, "details": details}
 
     def cancel(self) -> None:
-        """Stop the running request now: the worker is killed, its partial output removed."""
+        """Stop the running request now: the worker is told to end and killed, its partial output removed."""
         if self.runner is not None:
+            self._send(CANCEL)
+            kill_process(self.pid)
             self.runner.kill()
-        self.runner = None
+        self._retire()
         if self.job is not None:
             shutil.rmtree(self.job.output_dir, ignore_errors=True)
         self.job = None
+
+    def _send(self, request: str) -> None:
+        if self.runner is not None and self.runner.running():
+            with contextlib.suppress(OSError, RuntimeError):  # a closed pipe: the worker is going anyway
+                self.runner.write(encode({"request": request}))
+
+    def _retire(self) -> None:
+        if self.runner is not None:
+            self.retired.append(self.runner)
+        self.runner, self.pid = None, None
 
     def discard(self, job: Job) -> None:
         """Remove a finished job's output folder (after its results were loaded)."""
         shutil.rmtree(job.output_dir, ignore_errors=True)
 
     def close(self) -> None:
-        """Ask the worker to exit (module or application closing); kill it if it is busy."""
-        if self.runner is not None and self.runner.running() and self.job is None:
-            self.runner.write(json.dumps({"request": "shutdown"}) + "\n")
-        else:
+        """Module or application closing: an idle worker is asked to exit (and sees end of input), a busy one is
+        cancelled. Returns at once."""
+        if self.job is not None:
             self.cancel()
-        self.runner = None
+            return
+        if self.runner is not None and self.runner.running():
+            self._send(SHUTDOWN)
+            self.runner.close_input()
+        self._retire()
