@@ -36,7 +36,6 @@ from SpineSegDiffSlicer.worker_client import WorkerClient
 
 POLL_MS = 150
 TERMINOLOGY_FILE = "SegmentationCategoryTypeModifier-SpineSegDiff.term.json"
-MAX_REGIONS = 20
 MODE_BUTTONS = {"central": "centralRadioButton", "slices": "slicesRadioButton", "volume": "volumetricRadioButton"}
 
 
@@ -260,6 +259,13 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._endJob("Failed.")
                 showError(SpineSegDiffError(event["message"]), event.get("details", ""))
                 return
+            elif kind == "result" and self._job.kind == "review":
+                job = self._job
+                self._endJob("Review list updated.")
+                self.logic.loadReview(job, event["files"], self._parameterNode.outputSegmentation,
+                                      self._parameterNode.outputHeatmap)
+                self.updateRegionsTable()
+                return
             elif kind == "result":
                 job, self._job = self._job, None
                 self._endJob("Loading the result...")
@@ -300,12 +306,21 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- review --------------------------------------------------------------------------------------------
 
     def onRefreshRegions(self) -> None:
-        """Recompute the regions from the current segments (e.g. after edits), then list them."""
-        self.logic.review.invalidate()
-        self.updateRegionsTable()
+        """Ask the worker for the regions of the current segments (e.g. after edits); the list follows."""
+        node = self._parameterNode
+        if self._job is not None or not node or not node.outputSegmentation or not node.outputHeatmap:
+            return
+        try:
+            self._job = self.logic.startReview(node.outputSegmentation, node.outputHeatmap)
+        except Exception as error:
+            showError(error)
+            return
+        self._setRunning(True)
+        self.ui.statusLabel.text = "Updating the review list..."
+        self._timer.start()
 
     def updateRegionsTable(self) -> None:
-        """List the most uncertain regions of the current result (computed once per result, then filtered)."""
+        """List the most uncertain regions of the current result (computed by the worker, here only filtered)."""
         node = self._parameterNode
         table = self.ui.regionsTable
         table.setRowCount(0)
@@ -393,7 +408,7 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self.modelsDir = modelsDir  # None: the bundled models (Resources/Models)
         self.worker = None  # WorkerClient, created on the first run
-        self.review = core.ReviewCache(slicer.mrmlScene, MAX_REGIONS)
+        self.review = core.ReviewCache()
         self._inputDir = None
 
     def getParameterNode(self):
@@ -455,20 +470,36 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         return self.worker
 
     def startJob(self, volumeNode, options):
-        """Write the volume for the worker and send the request; poll with :meth:`pollJob`. On failure nothing
-        is left behind (the temporary input folder is removed)."""
+        """Write the volume for the worker and send the request; poll with :meth:`pollJob`."""
+        return self._startWithInput(lambda folder: self.workerClient().submit(
+            core.write_input(volumeNode, folder), core.worker_options(options), stem="volume"))
+
+    def startReview(self, segmentationNode, heatmapNode):
+        """Send the current segments and heatmap to the worker for new review regions (see :meth:`loadReview`)."""
+        nodes = core.ResultNodes(segmentationNode, heatmapNode)
+        return self._startWithInput(lambda folder: self.workerClient().submit_review(
+            *core.write_review_input(slicer.mrmlScene, nodes, folder)))
+
+    def _startWithInput(self, submit):
+        """``submit(folder)`` with a new temporary input folder; on failure the folder is removed at once."""
         import shutil
         import tempfile
 
         inputDir = Path(tempfile.mkdtemp(prefix="SpineSegDiff-input-"))
         try:
-            inputPath = core.write_input(volumeNode, inputDir)
-            job = self.workerClient().submit(inputPath, core.worker_options(options), stem="volume")
+            job = submit(inputDir)
         except Exception:
             shutil.rmtree(inputDir, ignore_errors=True)
             raise
         self._inputDir = inputDir
         return job
+
+    def loadReview(self, job, files: dict, segmentationNode, heatmapNode) -> None:
+        """Take the worker's review regions for these nodes; the worker's files are removed."""
+        try:
+            self.review.load(core.ResultNodes(segmentationNode, heatmapNode), files.get("review"))
+        finally:
+            self.discardJob(job)
 
     def pollJob(self) -> list:
         events = self.workerClient().poll()
@@ -503,7 +534,7 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         """
         try:
             nodes = core.load_result_nodes(slicer.mrmlScene, volumeNode, files, new_nodes=newNodes)
-            self.review.invalidate()
+            self.review.load(nodes, files.get("review"))
             report = core.read_report(files)
             levels_mrml.load_levels(slicer.mrmlScene, volumeNode, report, core.read_level_labels(files),
                                     new_nodes=newNodes)

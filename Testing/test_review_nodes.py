@@ -14,6 +14,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from conftest import synthetic_spine  # noqa: E402
 
 from SpineSegDiffLib import review  # noqa: E402
+from SpineSegDiffLib.worker import write_review  # noqa: E402
 from SpineSegDiffSlicer import logic, mrml  # noqa: E402
 
 
@@ -58,14 +59,22 @@ def first_result(scene, tmp_path):
     return volume, nodes, image
 
 
-def test_renamed_segments_keep_their_labels_and_the_review(scene, first_result):
+def test_renamed_segments_keep_their_labels_and_the_review(scene, first_result, tmp_path):
     volume, nodes, image = first_result
     expected = sitk.GetArrayFromImage(result_images(image)[0])
     for index, new_name in enumerate(("Canal (checked)", "Bone", "Disc L5-S1")):
         nodes.segmentation.GetSegmentation().GetNthSegment(index).SetName(new_name)
     np.testing.assert_array_equal(mrml.segmentation_to_labels(scene, nodes.segmentation, volume), expected)
-    regions = logic.ReviewCache(scene).regions(nodes, threshold=0.5)
+    regions = reviewed_by_the_worker(scene, nodes, tmp_path).regions(nodes, threshold=0.5)
     assert [region.structure_key for region, _ras in regions] == ["VB"]
+
+
+def reviewed_by_the_worker(scene, nodes, folder) -> logic.ReviewCache:
+    """What the module does on Refresh: export the segments, let the worker's code compute, load its file."""
+    labels_path, heatmap_path = logic.write_review_input(scene, nodes, folder / "review-input")
+    cache = logic.ReviewCache()
+    cache.load(nodes, write_review(labels_path, heatmap_path, folder / "review" / "review.json"))
+    return cache
 
 
 def test_segments_swapped_by_name_are_still_matched_by_id(scene, first_result):
@@ -105,30 +114,26 @@ def test_new_output_nodes_option_and_other_volumes_add_nodes(scene, first_result
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 3
 
 
-def test_slider_steps_filter_without_recomputing(scene, first_result, monkeypatch):
+def test_slider_steps_only_pick_lists_and_the_gui_side_never_computes(scene, first_result, tmp_path, monkeypatch):
     _volume, nodes, _image = first_result
-    calls = {"export": 0, "label": 0}
-    export, label = mrml.segmentation_to_labels, review.ndimage.label
-
-    def counted(name, function):
-        def wrapper(*args, **kwargs):
-            calls[name] += 1
-            return function(*args, **kwargs)
-        return wrapper
-
-    monkeypatch.setattr(mrml, "segmentation_to_labels", counted("export", export))
-    monkeypatch.setattr(review.ndimage, "label", counted("label", label))
-    cache = logic.ReviewCache(scene)
-    shown = {0.5: cache.regions(nodes, 0.5)}
-    first = dict(calls)
-    assert first["export"] == 1 and 1 <= first["label"] <= len(review.REVIEW_LEVELS)
-    shown.update({threshold: cache.regions(nodes, threshold) for threshold in (0.25, 0.1, 0.9, 0.5, 0.05)})
-    assert calls == first  # slider steps only pick a precomputed list
+    cache = reviewed_by_the_worker(scene, nodes, tmp_path)
+    monkeypatch.setattr(review.ndimage, "label", lambda *a, **k: pytest.fail("regions computed on the GUI side"))
+    monkeypatch.setattr(mrml, "segmentation_to_labels", lambda *a, **k: pytest.fail("segments exported again"))
+    shown = {threshold: cache.regions(nodes, threshold) for threshold in (0.25, 0.1, 0.9, 0.5, 0.05)}
     assert [r.structure_key for r, _ in shown[0.25]] == ["VB", "IVD"]
     assert [r.structure_key for r, _ in shown[0.5]] == ["VB"] and shown[0.9] == []
-    cache.invalidate()  # a new result or the Refresh button
-    cache.regions(nodes, 0.5)
-    assert calls["export"] == 2
+    ras = shown[0.5][0][1]
+    assert ras == pytest.approx(mrml.ijk_to_ras(nodes.heatmap, shown[0.5][0][0].centroid_ijk))
+    cache.invalidate()  # a new result: nothing is listed until the worker's regions are loaded
+    assert cache.regions(nodes, 0.5) == []
+
+
+def test_regions_survive_the_json_round_trip():
+    rng = np.random.default_rng(2)
+    heatmap = rng.random((3, 20, 20)).astype(np.float32)
+    labels = rng.integers(0, 4, heatmap.shape).astype(np.uint8)
+    found = review.regions_by_level(heatmap, labels, (1.0, 1.0, 3.0), max_regions=4)
+    assert review.regions_from_dict(review.regions_to_dict(found)) == found
 
 
 def test_levels_match_a_direct_computation_at_each_threshold():

@@ -165,6 +165,14 @@ def test_the_module_side_never_runs_model_code_in_slicers_process():
         assert not found, f"{path.name} runs inference in Slicer's process: {found}"
 
 
+def test_the_module_side_never_computes_review_regions():
+    """Review regions come from the worker (its result's ``review`` file, or a ``review`` request): Slicer's GUI
+    thread only filters them."""
+    for path in SLICER_SIDE:
+        found = re.findall(r"regions_by_level|uncertain_regions|ndimage", path.read_text())
+        assert not found, f"{path.name} computes review regions in Slicer's process: {found}"
+
+
 def test_the_in_process_check_catches_the_old_thread():
     assert IN_PROCESS_INFERENCE.search("job = BackgroundJob(lambda p: segmenter.segment(image, options, p))")
     assert IN_PROCESS_INFERENCE.search("from SpineSegDiffLib.pipeline import Segmenter")

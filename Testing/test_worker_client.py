@@ -88,6 +88,9 @@ def test_two_requests_reuse_the_models_and_results_load_into_mrml(client, scene_
         fractions = [e["fraction"] for e in progress]
         assert fractions == sorted(fractions) and fractions[-1] == 1.0
         nodes = logic.load_result_nodes(scene, volume, result["files"], closed_surface=False)
+        review_cache = logic.ReviewCache()
+        review_cache.load(nodes, result["files"]["review"])
+        assert review_cache.regions(nodes, 0.05), "the worker's result names no review regions"
         assert nodes.segmentation.GetSegmentation().GetNumberOfSegments() == len(STRUCTURES)
         assert nodes.heatmap.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
         client.discard(job)
@@ -171,3 +174,20 @@ def test_worker_reports_a_bad_input_as_an_error_event(client, tmp_path):
     client.submit(tmp_path / "missing.nii.gz", OPTIONS)
     error = run_until_end(client)[-1]
     assert error["event"] == "error" and "does not exist" in error["message"]
+
+
+def test_a_review_request_lists_the_regions_of_edited_segments(client, scene_and_volume, tmp_path):
+    scene, volume = scene_and_volume
+    job = client.submit(logic.write_input(volume, tmp_path / "in"), OPTIONS, stem="sample")
+    result = run_until_end(client)[-1]
+    nodes = logic.load_result_nodes(scene, volume, result["files"], closed_surface=False)
+    client.discard(job)
+    nodes.segmentation.GetSegmentation().RemoveSegment("VB")  # the reader deletes the vertebrae
+    review_job = client.submit_review(*logic.write_review_input(scene, nodes, tmp_path / "review"))
+    answer = run_until_end(client)[-1]
+    assert answer["event"] == "result" and review_job.kind == "review", answer
+    cache = logic.ReviewCache()
+    cache.load(nodes, answer["files"]["review"])
+    keys = {region.structure_key for region, _ras in cache.regions(nodes, 0.05)}
+    assert keys and "VB" not in keys
+    client.discard(review_job)

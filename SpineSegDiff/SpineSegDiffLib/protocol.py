@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 
 PROTOCOL_VERSION = 2
-"""Version 2 added the ``cancel`` request and the worker's self-termination when its client goes away."""
+"""Version 2 added the ``cancel`` and ``review`` requests and the worker's self-termination when its client goes
+away."""
 
-SEGMENT, CANCEL, SHUTDOWN = "segment", "cancel", "shutdown"
+SEGMENT, REVIEW, CANCEL, SHUTDOWN = "segment", "review", "cancel", "shutdown"
 READY, PROGRESS, RESULT, ERROR = "ready", "progress", "result", "error"
 ENDING_EVENTS = (RESULT, ERROR)
 """Exactly one of these ends each segment request."""

@@ -8,7 +8,7 @@ is attributed to the structure it overlaps most (uncertainty concentrates on str
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -167,3 +167,17 @@ def regions_by_level(heatmap: np.ndarray, labels: np.ndarray, spacing: Sequence[
     heatmap, labels, measure = _checked(heatmap, labels, spacing)
     found = tuple(tuple(_regions_above(heatmap, labels, measure, level, max_regions)) for level in ordered)
     return RegionsByLevel(ordered, found)
+
+
+def regions_to_dict(found: RegionsByLevel) -> dict:
+    """A JSON-ready form of :class:`RegionsByLevel` (read back with :func:`regions_from_dict`)."""
+    return {"levels": list(found.levels),
+            "regions": [[{**asdict(region), "centroid_ijk": list(region.centroid_ijk)} for region in level]
+                        for level in found.regions]}
+
+
+def regions_from_dict(data: dict) -> RegionsByLevel:
+    """:class:`RegionsByLevel` from :func:`regions_to_dict`'s form."""
+    regions = tuple(tuple(Region(**{**item, "centroid_ijk": tuple(item["centroid_ijk"])}) for item in level)
+                    for level in data["regions"])
+    return RegionsByLevel(tuple(float(level) for level in data["levels"]), regions)

@@ -10,7 +10,11 @@ Protocol (version :data:`PROTOCOL_VERSION`), one JSON object per line, UTF-8:
 Requests (client -> worker, stdin):
     ``{"request": "segment", "id": "...", "input": "/path/image.nrrd", "output_dir": "/path/out",
     "stem": "image", "options": {"mode": "central", "preset": "fast", "device": "cpu", ...}}``
-    (``options``: the fields of :class:`~.options.SegmentOptions`; ``stem`` optional);
+    (``options``: the fields of :class:`~.options.SegmentOptions`; ``stem`` optional); its result also names
+    a ``review`` file: the review regions at every threshold (:func:`~.review.regions_by_level`), so that the
+    module never computes them on Slicer's GUI thread;
+    ``{"request": "review", "id": "...", "labels": "/path/labels.nrrd", "heatmap": "/path/heatmap.nrrd",
+    "output_dir": "/path/out"}``: the review regions of an edited result, as a ``result`` naming ``review``;
     ``{"request": "cancel"}``: exit at once, even mid-request (status ``EXIT_CANCELLED``);
     ``{"request": "shutdown"}`` (or end of stdin while idle): exit after the running request.
 
@@ -30,6 +34,7 @@ to the protocol stream. Constants and framing: :mod:`.protocol`.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -45,7 +50,11 @@ from .io import check_input, stem_of
 from .model_set import ModelSet, open_models
 from .options import SegmentOptions
 from .outputs import output_paths
-from .protocol import PROTOCOL_VERSION, SEGMENT, SHUTDOWN, decode, encode
+from .protocol import PROTOCOL_VERSION, REVIEW, SEGMENT, SHUTDOWN, decode, encode
+
+REVIEW_FILE = "review.json"
+REVIEW_REGIONS = 20
+"""Regions per threshold in a review file (the module's list length)."""
 
 
 class Worker:
@@ -63,10 +72,18 @@ class Worker:
         return self._models
 
     def segment(self, request: dict) -> None:
-        """One request: exactly one ``result`` or ``error`` event."""
+        """One segment request: exactly one ``result`` or ``error`` event."""
+        self._answer(request, self._run)
+
+    def review(self, request: dict) -> None:
+        """One review request: exactly one ``result`` or ``error`` event."""
+        self._answer(request, lambda r: {"files": {"review": str(write_review(
+            Path(r["labels"]), Path(r["heatmap"]), Path(r["output_dir"]) / REVIEW_FILE))}})
+
+    def _answer(self, request: dict, handle) -> None:
         request_id = request.get("id")
         try:
-            self.emit({"event": "result", "id": request_id, **self._run(request)})
+            self.emit({"event": "result", "id": request_id, **handle(request)})
         except SpineSegDiffError as error:
             self.emit({"event": "error", "id": request_id, "message": str(error), "details": ""})
         except Exception as error:  # a bug or a library failure: say so, keep the details
@@ -93,8 +110,25 @@ class Worker:
         if entry["status"] != "done":
             raise RuntimeError(entry["reason"]) if "traceback" in entry else SpineSegDiffError(entry["reason"])
         files = {key: str(path) for key, path in output_paths(out_dir, stem).items() if path.is_file()}
+        files["review"] = str(write_review(Path(files["labels"]), Path(files["uncertainty"]), out_dir / REVIEW_FILE))
         return {"files": files, "models": "reused" if options.device in loaded_before else "loaded",
                 "load_seconds": round(load_seconds, 3), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def write_review(labels_path: Path, heatmap_path: Path, destination: Path) -> Path:
+    """The review regions of a labelmap and its heatmap (same grid) at every slider level, as JSON."""
+    import SimpleITK as sitk
+
+    from .review import regions_by_level, regions_to_dict
+
+    heatmap = sitk.ReadImage(str(heatmap_path))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(labels_path)))
+    found = regions_by_level(sitk.GetArrayFromImage(heatmap), labels, heatmap.GetSpacing(), max_regions=REVIEW_REGIONS)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staged = destination.with_name(destination.name + ".partial")
+    staged.write_text(json.dumps(regions_to_dict(found)))
+    staged.replace(destination)
+    return destination
 
 
 class ProgressReporter:
@@ -139,6 +173,8 @@ def serve(requests: IO[str], out: IO[str], models_dir: Path | None = None, end_p
             break
         elif request.get("request") == SEGMENT:
             worker.segment(request)
+        elif request.get("request") == REVIEW:
+            worker.review(request)
         else:
             emit({"event": "error", "id": request.get("id"), "message": f"unknown request {request.get('request')!r}",
                   "details": ""})

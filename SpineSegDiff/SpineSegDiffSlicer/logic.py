@@ -137,16 +137,13 @@ def processed_slice_ras(labels_node, slice_index: int, sagittal_axis: int) -> tu
 
 
 class ReviewCache:
-    """The review regions of the current result: computed once per result, then only filtered by threshold.
+    """The review regions of the current result, as the worker computed them for every slider level.
 
-    Computing exports the segments to labels and finds the regions at every slider level
-    (:func:`~SpineSegDiffLib.review.regions_by_level`); :meth:`regions` afterwards only picks a list.
-    Call :meth:`invalidate` when the result changes (a new run, edits the user wants counted).
+    Nothing is computed here (Slicer's GUI thread): the worker's result names a ``review`` file, and after
+    edits the module asks the worker again (:func:`write_review_input`). :meth:`regions` only picks a list.
     """
 
-    def __init__(self, scene, max_regions: int = 20) -> None:
-        self.scene = scene
-        self.max_regions = max_regions
+    def __init__(self) -> None:
         self._key: tuple[str, str] | None = None
         self._levels = None
         self._ras: dict = {}
@@ -154,22 +151,37 @@ class ReviewCache:
     def invalidate(self) -> None:
         self._key = None
 
-    def regions(self, nodes: ResultNodes, threshold: float) -> list[tuple[Region, tuple[float, float, float]]]:
-        """The most uncertain regions at ``threshold`` with their RAS centres (computed on first use)."""
-        key = (nodes.segmentation.GetID(), nodes.heatmap.GetID())
-        if key != self._key:
-            self._compute(nodes)
-            self._key = key
-        return [(region, self._ras[region]) for region in self._levels.at(threshold)]
+    def load(self, nodes: ResultNodes, path: str | Path | None) -> None:
+        """Take the regions of ``nodes`` from the worker's review file (no file: no regions)."""
+        from SpineSegDiffLib.review import regions_from_dict
 
-    def _compute(self, nodes: ResultNodes) -> None:
-        from SpineSegDiffLib.review import regions_by_level
-
-        heatmap = mrml.array_from_volume_node(nodes.heatmap)
-        labels = mrml.segmentation_to_labels(self.scene, nodes.segmentation, nodes.heatmap)
-        self._levels = regions_by_level(heatmap, labels, nodes.heatmap.GetSpacing(), max_regions=self.max_regions)
+        self.invalidate()
+        if not path or not Path(path).is_file():
+            return
+        self._levels = regions_from_dict(json.loads(Path(path).read_text()))
         self._ras = {region: mrml.ijk_to_ras(nodes.heatmap, region.centroid_ijk)
                      for found in self._levels.regions for region in found}
+        self._key = (nodes.segmentation.GetID(), nodes.heatmap.GetID())
+
+    def regions(self, nodes: ResultNodes, threshold: float) -> list[tuple[Region, tuple[float, float, float]]]:
+        """The most uncertain regions at ``threshold`` with their RAS centres; [] when none were loaded for
+        these nodes."""
+        if self._key != (nodes.segmentation.GetID(), nodes.heatmap.GetID()):
+            return []
+        return [(region, self._ras[region]) for region in self._levels.at(threshold)]
+
+
+def write_review_input(scene, nodes: ResultNodes, folder: Path) -> tuple[Path, Path]:
+    """The current segments (after the reader's edits) as a labelmap on the heatmap's grid, and the heatmap,
+    written into ``folder`` for the worker's ``review`` request."""
+    folder.mkdir(parents=True, exist_ok=True)
+    heatmap = mrml.image_from_volume_node(nodes.heatmap)
+    labels = sitk.GetImageFromArray(mrml.segmentation_to_labels(scene, nodes.segmentation, nodes.heatmap))
+    labels.CopyInformation(heatmap)
+    paths = folder / "labels.nrrd", folder / "heatmap.nrrd"
+    sitk.WriteImage(labels, str(paths[0]), useCompression=True)
+    sitk.WriteImage(heatmap, str(paths[1]), useCompression=True)
+    return paths
 
 
 def save_result_nodes(nodes: ResultNodes, out_dir: Path, stem: str) -> dict[str, Path]:

@@ -31,6 +31,7 @@ from SpineSegDiffLib.protocol import (
     PROGRESS,
     PROTOCOL_VERSION,
     READY,
+    REVIEW,
     SEGMENT,
     SHUTDOWN,
     decode,
@@ -91,9 +92,10 @@ def kill_process(pid: int | None) -> None:
 
 @dataclass
 class Job:
-    """One request in flight: its id, its private output folder and the stage last reported."""
+    """One request in flight: its id, kind (``segment`` or ``review``), private output folder and last stage."""
 
     id: str
+    kind: str
     output_dir: Path
     stage: str = "starting"
     events: list = field(default_factory=list)
@@ -125,14 +127,21 @@ class WorkerClient:
 
     def submit(self, input_path: Path, options: dict, stem: str = "volume") -> Job:
         """Send a segment request; results go to a new private folder, removed by :meth:`discard`."""
+        return self._submit(SEGMENT, {"input": str(input_path), "stem": stem, "options": options})
+
+    def submit_review(self, labels_path: Path, heatmap_path: Path) -> Job:
+        """Ask for the review regions of an (edited) labelmap and its heatmap; the result names ``review``."""
+        return self._submit(REVIEW, {"labels": str(labels_path), "heatmap": str(heatmap_path)})
+
+    def _submit(self, kind: str, fields: dict) -> Job:
         if self.job is not None:
-            raise RuntimeError("a segmentation is already running")
+            raise RuntimeError("a request is already running")
         if self.runner is None or not self.runner.running():
             self._start()
         self._count += 1
-        self.job = Job(f"request-{self._count}", Path(tempfile.mkdtemp(prefix="SpineSegDiff-")))
-        self.runner.write(encode({"request": SEGMENT, "id": self.job.id, "input": str(input_path), "stem": stem,
-                                  "output_dir": str(self.job.output_dir), "options": options}))
+        self.job = Job(f"request-{self._count}", kind, Path(tempfile.mkdtemp(prefix="SpineSegDiff-")))
+        self.runner.write(encode({"request": kind, "id": self.job.id, **fields,
+                                  "output_dir": str(self.job.output_dir)}))
         return self.job
 
     def _start(self) -> None:

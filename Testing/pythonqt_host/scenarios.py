@@ -94,7 +94,8 @@ def worker_processes() -> list[int]:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if BOOTSTRAP in command and "python" in command.split(" ", 1)[0] and alive(int(entry.name)):
+            program = Path(command.split(" ", 1)[0]).name
+            if BOOTSTRAP in command and program.startswith("python") and alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
 
@@ -153,12 +154,18 @@ def a_result_arrives(ctx):
     fractions = [e["fraction"] for e in progress]
     assert progress and progress[0]["stage"] == "loading models", progress[:1]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0, fractions
-    for key in ("labels", "uncertainty", "report"):
+    for key in ("labels", "uncertainty", "report", "review"):
         assert Path(result["files"][key]).is_file(), key
     assert result["models"] == "loaded"
     ctx.measured.update(progress_events=len(progress), seconds=result["seconds"])
-    ctx.client.discard(job)
-    assert not job.output_dir.exists()
+    files = result["files"]
+    review = ctx.client.submit_review(Path(files["labels"]), Path(files["uncertainty"]))
+    yield Wait("the review request ended", ctx.ended)
+    answer = ended_with_result(ctx, review)
+    assert json.loads(Path(answer["files"]["review"]).read_text())["levels"], answer
+    for finished in (job, review):
+        ctx.client.discard(finished)
+        assert not finished.output_dir.exists()
 
 
 def two_requests_reuse_the_models(ctx):
