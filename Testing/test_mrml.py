@@ -226,10 +226,15 @@ def test_saved_results_are_a_seg_nrrd_and_a_heatmap_on_the_input_grid(logic_run,
     assert_same_geometry(heatmap, mrml.image_from_volume_node(volume), tolerance=1e-5)
 
 
-def test_review_regions_come_from_the_nodes_with_their_ras_centres(logic_run):
+def test_review_regions_come_from_the_nodes_with_their_ras_centres(logic_run, tmp_path):
+    """The worker's review of the nodes (as after Refresh), loaded with RAS centres on the input grid."""
+    from SpineSegDiffLib.worker import REVIEW_REGIONS, write_review
+
     scene, volume, nodes, result, _ = logic_run
-    regions = logic.ReviewCache(scene, max_regions=5).regions(nodes, threshold=0.1)
-    assert 1 <= len(regions) <= 5
+    cache = logic.ReviewCache()
+    cache.load(nodes, write_review(*logic.write_review_input(scene, nodes, tmp_path), tmp_path / "review.json"))
+    regions = cache.regions(nodes, threshold=0.1)
+    assert 1 <= len(regions) <= REVIEW_REGIONS
     scores = [region.score for region, _ in regions]
     assert scores == sorted(scores, reverse=True)
     heatmap = sitk.GetArrayViewFromImage(result.uncertainty)
