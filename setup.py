@@ -1,7 +1,7 @@
 """Packaging hook: the wheel carries the bundled models as ``SpineSegDiffLib/models/``.
 
 Everything else is in ``pyproject.toml``. An editable install reads them from ``Resources/Models``
-in place (see ``SpineSegDiffLib.models`` for the lookup order).
+in place (see ``SpineSegDiffLib.modelset.folder`` for the lookup order).
 """
 
 import shutil

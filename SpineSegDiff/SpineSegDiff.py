@@ -1,7 +1,7 @@
 """SpineSegDiff: vertebrae, intervertebral discs and spinal canal on sagittal lumbar T2 MRI, with uncertainty.
 
 The module is an adapter: the Widget binds the UI to a typed parameter node, the Logic writes the volume
-to a file, sends one request to the worker process (``SpineSegDiffLib.worker``, started with Slicer's
+to a file, sends one request to the worker process (``SpineSegDiffLib.apps.worker``, started with Slicer's
 Python and reached through ``qt.QProcess``) and loads its result files back (``SpineSegDiffSlicer``).
 No model code runs in Slicer's process, so the GUI never waits.
 """

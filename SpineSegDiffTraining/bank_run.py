@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from SpineSegDiffLib.networks import NetworkConfig
+from SpineSegDiffLib.inference.networks import NetworkConfig
 
 from .diffusion import DiffusionTrainingConfig, SliceBank, config_to_json, train_diffusion
 from .nnunet_loop import LoopConfig, load_plans, predict_volume, train_presegmenter
@@ -120,8 +120,8 @@ def run_all(args: argparse.Namespace) -> None:
 
 def bundle_run(bank: Path, run: Path, models: Path, folds: list[str], hardware: str) -> None:
     """Model folders from a finished run: the presegmenter (``folds``, e.g. ``["all"]``) and both refiners."""
-    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER, write_config
-    from SpineSegDiffLib.volumetric import DEFAULT_OVERLAP
+    from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER, write_config
+    from SpineSegDiffLib.inference.volumetric import DEFAULT_OVERLAP
 
     from .stages import bundle_diffusion
 

@@ -19,9 +19,9 @@ from monai.losses import DiceLoss
 from tqdm import tqdm
 
 from SpineSegDiffLib.labels import NUM_CLASSES
-from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
-from SpineSegDiffLib.postprocess import roi_columns
-from SpineSegDiffLib.sampling import make_scheduler
+from SpineSegDiffLib.inference.networks import NetworkConfig, SpineSegDiffNet
+from SpineSegDiffLib.inference.postprocess import roi_columns
+from SpineSegDiffLib.inference.sampling import make_scheduler
 
 from .augment import corrupt_labels, intensity, random_affine, warp
 from .clinical import ClinicalAugmentation, clinical_degradation, random_thickness, thick_slab

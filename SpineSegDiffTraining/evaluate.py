@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from SpineSegDiffLib.labels import STRUCTURES
 from SpineSegDiffLib.options import SegmentOptions
-from SpineSegDiffLib.pipeline import Segmenter
+from SpineSegDiffLib.inference.pipeline import Segmenter
 
 from .datasets import load_dataset
 from .metrics import label_scores, pearson

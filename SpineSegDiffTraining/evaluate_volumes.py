@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from SpineSegDiffLib.options import SegmentOptions
-from SpineSegDiffLib.pipeline import Segmenter
+from SpineSegDiffLib.inference.pipeline import Segmenter
 
 from .datasets import load_dataset
 from .evaluate import method_table

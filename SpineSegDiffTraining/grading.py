@@ -1,8 +1,8 @@
 """``spinesegdiff-train grading``: select, train, evaluate and bundle the disc grader.
 
 Samples: on the central model-space slice of every case and the slices around it (:data:`OFFSETS`),
-the ground-truth discs are split and counted from the bottom with :func:`SpineSegDiffLib.levels.find_levels`,
-described by :func:`SpineSegDiffLib.grading.slice_features` and matched to ``radiological_gradings.csv``
+the ground-truth discs are split and counted from the bottom with :func:`SpineSegDiffLib.anatomy.levels.find_levels`,
+described by :func:`SpineSegDiffLib.anatomy.grading.slice_features` and matched to ``radiological_gradings.csv``
 by (patient, ``IVD label`` = ``from_bottom``).
 
 Model selection uses only the training/validation patients: every candidate (model kind, feature set,
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from SpineSegDiffLib.errors import SpineSegDiffError
-from SpineSegDiffLib.grading import FEATURE_NAMES, predict_heads, slice_features, standardise
-from SpineSegDiffLib.levels import Levels, find_levels
+from SpineSegDiffLib.anatomy.grading import FEATURE_NAMES, predict_heads, slice_features, standardise
+from SpineSegDiffLib.anatomy.levels import Levels, find_levels
 
 from .grading_fit import fit_binary, fit_multinomial, fit_ordinal, standardiser
 from .grading_report import evaluation_metrics, grade_scores, source_comparison, write_bundle
@@ -140,7 +140,7 @@ def fit_model(samples: dict[str, np.ndarray], choice: dict) -> dict:
 
 def cross_validated(samples: dict[str, np.ndarray], folds: list[list[int]], choice: dict) -> tuple[dict, dict]:
     """Out-of-fold ``(predictions, truths)`` on the central slice of each fold's patients, pooled in fold
-    order: predictions as :func:`~SpineSegDiffLib.grading.predict_heads`, truths as :func:`disc_samples`."""
+    order: predictions as :func:`~SpineSegDiffLib.anatomy.grading.predict_heads`, truths as :func:`disc_samples`."""
     predicted, truths = [], []
     for fold in folds:
         held_out = np.isin(samples["patient"], fold)
@@ -211,7 +211,7 @@ def pipeline_rows(image: np.ndarray, labels: np.ndarray, truth_labels: np.ndarra
 def segmented_slice(case, cache: Path, segmenter) -> tuple[np.ndarray, np.ndarray]:
     """``(image, labels)`` ``(H, W)`` of the pipeline's central model-space slice of ``case`` (default
     :class:`~SpineSegDiffLib.options.SegmentOptions`), from ``cache`` when segmented before;
-    ``segmenter()`` returns the :class:`~SpineSegDiffLib.pipeline.Segmenter`, built on first need."""
+    ``segmenter()`` returns the :class:`~SpineSegDiffLib.inference.pipeline.Segmenter`, built on first need."""
     path = cache / f"{case.case_id}.npz"
     if not path.is_file():
         from SpineSegDiffLib.options import SegmentOptions
@@ -235,7 +235,7 @@ def pipeline_samples(cases: dict, files: dict[str, Path], case_ids: list[str], t
 
     def segmenter():
         if not loaded:
-            from SpineSegDiffLib.pipeline import Segmenter
+            from SpineSegDiffLib.inference.pipeline import Segmenter
 
             loaded.append(Segmenter(models_dir, device))
         return loaded[0]

@@ -1,7 +1,7 @@
 """Fitting the disc grader's linear models (full-batch L-BFGS on the CPU, deterministic).
 
 All models see standardised features ``(N, F)`` (see :func:`standardiser`) and return plain-list
-parameters in the layout :class:`SpineSegDiffLib.grading.DiscGrader` reads:
+parameters in the layout :class:`SpineSegDiffLib.anatomy.grading.DiscGrader` reads:
 
 * ordinal (cumulative logit, proportional odds): ``P(grade <= k) = sigmoid(threshold_k - x . w)``;
 * multinomial (softmax) logistic regression: ``softmax(x @ W.T + b)``;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from SpineSegDiffLib.grading import GRADES
+from SpineSegDiffLib.anatomy.grading import GRADES
 
 
 def standardiser(features: np.ndarray) -> dict[str, list[float]]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineSegDiffLib.grading import FEATURE_NAMES, GRADES, MODEL_FILE
-from SpineSegDiffLib.models import write_config
+from SpineSegDiffLib.anatomy.grading import FEATURE_NAMES, GRADES, MODEL_FILE
+from SpineSegDiffLib.modelset.folder import write_config
 
 from .metrics import auroc
 
@@ -96,7 +96,7 @@ def source_comparison(predict, reference: dict[str, np.ndarray], segmented: dict
     """The test metrics on the pipeline's segmentation next to those on the ground truth of the same discs.
 
     Args:
-        predict: ``features (N, F) -> heads`` (:func:`~SpineSegDiffLib.grading.predict_heads` of the model).
+        predict: ``features (N, F) -> heads`` (:func:`~SpineSegDiffLib.anatomy.grading.predict_heads` of the model).
         reference: the graded test discs on the ground-truth masks (:func:`~.grading.disc_samples`).
         segmented: the graded discs the pipeline found and named as the ground truth does.
 
@@ -124,7 +124,7 @@ def write_bundle(model: dict, folder: Path, metrics: dict, candidates: list[dict
     config = {"kind": "grading", "id": folder.name,
               "architecture": {"name": "DiscGrader", "heads": choice},
               "preprocessing": {"input": "one model-space slice, its labelmap and named levels",
-                                "features": "SpineSegDiffLib.grading.slice_features",
+                                "features": "SpineSegDiffLib.anatomy.grading.slice_features",
                                 "space": "model space, 1 mm, superior up, anterior left"},
               "outputs": {"pfirrmann_grades": list(GRADES), "flags": ["narrowing", "modic"]},
               "training": {"data": "SPIDER T2 (spider-t2space), patient-wise split",
@@ -225,15 +225,15 @@ used once, after the model was chosen. Grade counts 1-5: cross-validation {cv['g
 
 ## Features
 On the model-space slice (1 mm, 320 x 320, superior up, anterior left), discs are split and numbered
-from the bottom with `SpineSegDiffLib.levels` (ground-truth masks in training, the pipeline's
-segmentation at inference). Per disc (`SpineSegDiffLib.grading.slice_features`), following the
+from the bottom with `SpineSegDiffLib.anatomy.levels` (ground-truth masks in training, the pipeline's
+segmentation at inference). Per disc (`SpineSegDiffLib.anatomy.grading.slice_features`), following the
 Pfirrmann criteria:
 - nucleus signal vs CSF: disc mean and 10/50/90th percentiles, core (central half of depth and height)
   and rim means, each divided by the median spinal-canal intensity within 20 mm of the disc;
 - nucleus/annulus distinction and homogeneity: core minus rim, fraction of pixels brighter than half
   the CSF, fraction darker than the adjacent vertebral bodies, standard deviation and 10-90 % spread;
 - disc vs the adjacent vertebral bodies (disc, core and 90th percentile);
-- height: anterior/middle/posterior/mean heights and height index (`SpineSegDiffLib.measurements`),
+- height: anterior/middle/posterior/mean heights and height index (`SpineSegDiffLib.anatomy.measurements`),
   depth, area, anterior/posterior ratio;
 - context on the same slice: signal relative to the brightest and the median disc, height index
   relative to the tallest disc, level number;

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from SpineSegDiffLib.labels import STRUCTURES
-from SpineSegDiffLib.models import write_config
+from SpineSegDiffLib.modelset.folder import write_config
 
 from .prepare import load_case
 from .splits import Splits

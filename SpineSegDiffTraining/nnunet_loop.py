@@ -8,7 +8,7 @@ region of each slice, as its predictor applies to a single slice.
 The poly decay runs over a *time* budget, ``lr = lr0 (1 - elapsed / budget)^0.9``, so a run sized in
 minutes ends at a small learning rate on any hardware; checkpoints keep the elapsed time and resume.
 Checkpoints hold ``network_weights`` / ``configuration`` / ``trainer_name`` like nnU-Net's, and load
-in :class:`SpineSegDiffLib.presegment.NnUNetPresegmenter` through ``nnUNetPredictor``.
+in :class:`SpineSegDiffLib.inference.presegment.NnUNetPresegmenter` through ``nnUNetPredictor``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def prepare_case(case: Case, cache: Path) -> Path:
     """Cache ``image`` float16 (N, 320, 320) in 0..255 and ``labels`` uint8 (N, 320, 320), all slices."""
-    from SpineSegDiffLib.preprocess import labels_to_model_space, to_model_space
+    from SpineSegDiffLib.inference.preprocess import labels_to_model_space, to_model_space
 
     destination = cache / f"{case.case_id}.npz"
     if destination.is_file():

@@ -9,16 +9,16 @@ from pathlib import Path
 import SimpleITK as sitk
 import torch
 
-from SpineSegDiffLib.models import (
+from SpineSegDiffLib.modelset.folder import (
     DEFAULT_DIFFUSION,
     DEFAULT_DIFFUSION_3D,
     DEFAULT_PRESEGMENTER,
     ModelFolder,
     write_config,
 )
-from SpineSegDiffLib.networks import NetworkConfig
-from SpineSegDiffLib.presegment import NnUNetPresegmenter
-from SpineSegDiffLib.volumetric import DEFAULT_OVERLAP
+from SpineSegDiffLib.inference.networks import NetworkConfig
+from SpineSegDiffLib.inference.presegment import NnUNetPresegmenter
+from SpineSegDiffLib.inference.volumetric import DEFAULT_OVERLAP
 
 from . import nnunet
 from .diffusion import DiffusionTrainingConfig, SliceBank, config_to_json, train_diffusion

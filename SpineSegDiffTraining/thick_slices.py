@@ -17,8 +17,8 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from SpineSegDiffLib.options import SegmentOptions
-from SpineSegDiffLib.pipeline import Segmenter
-from SpineSegDiffLib.preprocess import sagittal_axis_of
+from SpineSegDiffLib.inference.pipeline import Segmenter
+from SpineSegDiffLib.inference.preprocess import sagittal_axis_of
 
 from .clinical import slab_weights
 from .datasets import load_dataset

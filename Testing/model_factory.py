@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
+from SpineSegDiffLib.inference.networks import NetworkConfig, SpineSegDiffNet
 from SpineSegDiffLib.labels import STRUCTURES
-from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER, write_config
-from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
+from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER, write_config
 
 TINY_FEATURES = (4, 4, 8, 8, 16, 4)
 

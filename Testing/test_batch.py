@@ -12,9 +12,9 @@ import SimpleITK as sitk
 import torch
 from conftest import REPO, synthetic_spine
 
-from SpineSegDiffLib.batch import BatchEngine, Case, case_line, is_out_of_memory
-from SpineSegDiffLib.cli import main
-from SpineSegDiffLib.model_set import open_models
+from SpineSegDiffLib.apps.batch import BatchEngine, Case, case_line, is_out_of_memory
+from SpineSegDiffLib.apps.cli import main
+from SpineSegDiffLib.modelset.model_set import open_models
 from SpineSegDiffLib.options import SegmentOptions
 
 
@@ -54,7 +54,7 @@ def test_each_bad_option_is_one_message_before_anything_runs(tmp_path, tiny_mode
 
 def test_missing_input_fails_fast_without_loading_models_and_names_the_file_once(tmp_path, tiny_models):
     missing = tmp_path / "missing-scan.nii.gz"
-    code = (f"import sys; from SpineSegDiffLib.cli import main; c = main(['segment', {str(missing)!r}, '-o', "
+    code = (f"import sys; from SpineSegDiffLib.apps.cli import main; c = main(['segment', {str(missing)!r}, '-o', "
             f"{str(tmp_path / 'out')!r}, '--models', {str(tiny_models)!r}, '--quiet']); "
             "print('nnunet loaded' if 'nnunetv2' in sys.modules else 'no model loaded'); sys.exit(c)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -70,7 +70,7 @@ def test_missing_input_fails_fast_without_loading_models_and_names_the_file_once
 
 def test_an_unexpected_error_in_the_middle_of_a_batch_is_recorded_and_the_batch_goes_on(tmp_path, tiny_models,
                                                                                        volume_file):
-    from SpineSegDiffLib.cases import segment_file
+    from SpineSegDiffLib.apps.cases import segment_file
 
     options = SegmentOptions(samples=1, steps=1, device="cpu")
     real_work = segment_file(tmp_path, options, False, None, False)
@@ -122,7 +122,7 @@ def test_out_of_memory_on_an_explicit_device_is_a_clear_failure(tmp_path, tiny_m
 
 
 def test_the_slicer_modules_single_run_gets_the_same_out_of_memory_rule():
-    from SpineSegDiffLib.batch import on_gpu_or_cpu
+    from SpineSegDiffLib.apps.batch import on_gpu_or_cpu
     from SpineSegDiffLib.errors import SpineSegDiffError
 
     def run(segmenter):

@@ -6,10 +6,10 @@ import pytest
 import SimpleITK as sitk
 from conftest import REPO
 
+from SpineSegDiffLib.inference.pipeline import Segmenter
 from SpineSegDiffLib.io import read_volume
-from SpineSegDiffLib.models import DEFAULT_MODELS_DIR, open_model_folder
+from SpineSegDiffLib.modelset.folder import DEFAULT_MODELS_DIR, open_model_folder
 from SpineSegDiffLib.options import SegmentOptions
-from SpineSegDiffLib.pipeline import Segmenter
 from SpineSegDiffTraining.evaluate import slice_scores
 from SpineSegDiffTraining.evaluate_volumes import volume_scores
 

@@ -12,9 +12,9 @@ import pytest
 import SimpleITK as sitk
 from conftest import REPO, SHARED_DATA, oblique_direction, synthetic_spine
 
-from SpineSegDiffLib.cli import main
+from SpineSegDiffLib.apps.cli import main
 from SpineSegDiffLib.labels import STRUCTURES
-from SpineSegDiffLib.segfile import read_seg_nrrd
+from SpineSegDiffLib.outputs.segfile import read_seg_nrrd
 
 FAST = ["--preset", "fast", "--samples", "2", "--steps", "2", "--quiet"]
 
@@ -98,7 +98,7 @@ def test_killed_batch_resumes_every_case_exactly_once(tmp_path, tiny_models):
         sitk.WriteImage(synthetic_spine(seed=k), str(cases / f"case{k}.mha"))
     out = tmp_path / "out"
     # the standard preset: slow enough per case that the interrupt lands mid-batch
-    command = [sys.executable, "-m", "SpineSegDiffLib.cli", "segment", str(cases), "-o", str(out),
+    command = [sys.executable, "-m", "SpineSegDiffLib.apps.cli", "segment", str(cases), "-o", str(out),
                "--models", str(tiny_models), "--preset", "standard", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "SpineSegDiff")}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -13,10 +13,15 @@ import SimpleITK as sitk
 from conftest import BUNDLED_SAMPLE, REPO, oblique_direction, synthetic_spine
 
 from SpineSegDiffLib import __version__
-from SpineSegDiffLib.dicom_seg import SERIES_DESCRIPTION, levels_from_report, source_dicom_files, write_dicom_seg
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.io import read_volume
 from SpineSegDiffLib.labels import STRUCTURES
+from SpineSegDiffLib.outputs.dicom_seg import (
+    SERIES_DESCRIPTION,
+    levels_from_report,
+    source_dicom_files,
+    write_dicom_seg,
+)
 
 pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
@@ -239,7 +244,7 @@ def test_a_labelmap_off_the_series_grid_is_refused(tmp_path):
 
 
 def test_the_module_imports_without_dicom_libraries():
-    code = ("import sys; import SpineSegDiffLib.dicom_seg; "
+    code = ("import sys; import SpineSegDiffLib.outputs.dicom_seg; "
             "assert not {'pydicom', 'highdicom'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO / "SpineSegDiff")
 
@@ -267,7 +272,7 @@ def test_the_bundled_sample_as_a_dicom_series_round_trips(tmp_path):
 
 
 def test_a_dicom_series_input_gets_a_seg_beside_the_other_outputs(tmp_path, tiny_models):
-    from SpineSegDiffLib.cli import main
+    from SpineSegDiffLib.apps.cli import main
 
     files = write_series(synthetic_spine(size=(60, 64, 8), spacing=(0.9, 0.8, 3.5)), tmp_path / "series")
     out = tmp_path / "out"

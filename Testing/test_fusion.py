@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from SpineSegDiffLib.fusion import (
+from SpineSegDiffLib.inference.fusion import (
     StepFusion,
     binary_entropy,
     fusion_weights,
@@ -75,8 +75,8 @@ def test_incomplete_fusion_is_refused():
 def test_heatmap_blends_the_presegmenter_entropy_only_where_it_is_given():
     import numpy as np
 
-    from SpineSegDiffLib.fusion import blend_with_presegmentation
-    from SpineSegDiffLib.presegment import normalised_entropy
+    from SpineSegDiffLib.inference.fusion import blend_with_presegmentation
+    from SpineSegDiffLib.inference.presegment import normalised_entropy
 
     diffusion = np.array([[0.05, 0.05, 0.05, 0.81]], np.float32)  # background at 0.05, one doubtful pixel
     alone = blend_with_presegmentation(diffusion, None)
@@ -91,7 +91,7 @@ def test_heatmap_blends_the_presegmenter_entropy_only_where_it_is_given():
 def test_the_background_level_of_each_slice_is_removed_so_the_refined_window_has_no_edge():
     import numpy as np
 
-    from SpineSegDiffLib.fusion import without_floor
+    from SpineSegDiffLib.inference.fusion import without_floor
 
     rng = np.random.default_rng(0)
     maps = 0.05 + 0.002 * rng.standard_normal((3, 20, 30))  # two slices of background, one noisier

@@ -39,7 +39,7 @@ def digest(path: Path) -> str:
 
 
 def run_cli(arguments: list[str], out: Path) -> dict[str, str]:
-    from SpineSegDiffLib.cli import main
+    from SpineSegDiffLib.apps.cli import main
 
     assert main(["segment", str(BUNDLED_SAMPLE), "-o", str(out), "--device", "cpu", "--seed", "7", "--quiet",
                  *arguments]) == 0

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from test_levels import synthetic_slice
 
-from SpineSegDiffLib.errors import SpineSegDiffError
-from SpineSegDiffLib.grading import (
+from SpineSegDiffLib.anatomy.grading import (
     FEATURE_NAMES,
     GRADES,
     MODEL_FILE,
@@ -18,8 +17,9 @@ from SpineSegDiffLib.grading import (
     predict_heads,
     slice_features,
 )
-from SpineSegDiffLib.levels import find_levels
-from SpineSegDiffLib.models import DEFAULT_MODELS_DIR, ModelFolder, open_model_folder
+from SpineSegDiffLib.anatomy.levels import find_levels
+from SpineSegDiffLib.errors import SpineSegDiffError
+from SpineSegDiffLib.modelset.folder import DEFAULT_MODELS_DIR, ModelFolder, open_model_folder
 from SpineSegDiffTraining.grading import (
     FLAG_CANDIDATES,
     GRADE_CANDIDATES,

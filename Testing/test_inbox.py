@@ -1,4 +1,4 @@
-"""The worker ends itself when its client can no longer want the result (``SpineSegDiffLib.inbox``)."""
+"""The worker ends itself when its client can no longer want the result (``SpineSegDiffLib.apps.inbox``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import time
 import pytest
 from conftest import BUNDLED_SAMPLE, REPO
 
-from SpineSegDiffLib.inbox import Inbox
-from SpineSegDiffLib.protocol import EXIT_CANCELLED, EXIT_CLIENT_GONE, encode
+from SpineSegDiffLib.apps.inbox import Inbox
+from SpineSegDiffLib.apps.protocol import EXIT_CANCELLED, EXIT_CLIENT_GONE, encode
 from SpineSegDiffSlicer.worker_client import BOOTSTRAP, LIB_DIR
 
 

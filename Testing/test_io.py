@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import synthetic_spine
 
-from SpineSegDiffLib.cli import main
+from SpineSegDiffLib.apps.cli import main
 
 FAST = ["--preset", "fast", "--samples", "2", "--steps", "2", "--quiet"]
 

@@ -5,7 +5,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import SHARED_DATA
 
-from SpineSegDiffLib.levels import disc_name, find_levels, vertebra_name
+from SpineSegDiffLib.anatomy.levels import disc_name, find_levels, vertebra_name
 
 SC, VB, IVD = 1, 2, 3
 
@@ -103,9 +103,9 @@ def naming_matches(truth: np.ndarray, predicted: np.ndarray, image: np.ndarray) 
 @pytest.mark.slow
 def test_naming_on_held_out_spider_series():
     """Ground truth and the bundled nnU-Net's central slices of the 7 test-split series."""
+    from SpineSegDiffLib.inference.pipeline import Segmenter
+    from SpineSegDiffLib.inference.preprocess import labels_to_model_space
     from SpineSegDiffLib.options import SegmentOptions
-    from SpineSegDiffLib.pipeline import Segmenter
-    from SpineSegDiffLib.preprocess import labels_to_model_space
     from SpineSegDiffTraining.datasets import load_dataset
     from SpineSegDiffTraining.splits import make_splits
 

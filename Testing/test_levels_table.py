@@ -14,7 +14,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from test_levels import synthetic_slice  # noqa: E402
 
-from SpineSegDiffLib.assessment import assess_slice  # noqa: E402
+from SpineSegDiffLib.anatomy.assessment import assess_slice  # noqa: E402
 from SpineSegDiffSlicer import levels_mrml, logic  # noqa: E402
 
 

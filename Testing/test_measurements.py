@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from test_levels import SC, synthetic_slice
 
-from SpineSegDiffLib.levels import find_levels
-from SpineSegDiffLib.measurements import measure_levels
+from SpineSegDiffLib.anatomy.levels import find_levels
+from SpineSegDiffLib.anatomy.measurements import measure_levels
 
 
 @pytest.fixture
@@ -69,8 +69,8 @@ def spine_case(spacing=(0.8, 0.8, 4.0)):
     labelmap on the input grid."""
     import SimpleITK as sitk
 
-    from SpineSegDiffLib.assessment import assess_levels
-    from SpineSegDiffLib.preprocess import from_model_space, model_point_to_patient, to_model_space
+    from SpineSegDiffLib.anatomy.assessment import assess_levels
+    from SpineSegDiffLib.inference.preprocess import from_model_space, model_point_to_patient, to_model_space
 
     volume = sitk.Image([400, 400, 5], sitk.sitkFloat32)
     volume.SetSpacing(spacing)

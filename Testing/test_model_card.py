@@ -7,7 +7,7 @@ import json
 
 from conftest import REPO
 
-from SpineSegDiffLib.models import DEFAULT_DIFFUSION
+from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION
 from SpineSegDiffTraining.model_card import write_model_cards
 
 CONFIG = json.loads((REPO / "Resources" / "Models" / DEFAULT_DIFFUSION / "config.json").read_text())

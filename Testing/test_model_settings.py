@@ -10,11 +10,16 @@ from conftest import BUNDLED_SAMPLE, synthetic_spine
 from model_factory import make_tiny_diffusion
 
 from SpineSegDiffLib.errors import SpineSegDiffError
-from SpineSegDiffLib.model_set import open_models
-from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_MODELS_DIR, DEFAULT_PRESEGMENTER
+from SpineSegDiffLib.inference.pipeline import Segmenter
+from SpineSegDiffLib.inference.sampling import SamplingOptions
+from SpineSegDiffLib.modelset.folder import (
+    DEFAULT_DIFFUSION,
+    DEFAULT_DIFFUSION_3D,
+    DEFAULT_MODELS_DIR,
+    DEFAULT_PRESEGMENTER,
+)
+from SpineSegDiffLib.modelset.model_set import open_models
 from SpineSegDiffLib.options import PRESETS, SegmentOptions
-from SpineSegDiffLib.pipeline import Segmenter
-from SpineSegDiffLib.sampling import SamplingOptions
 
 
 def _models_with(root, tiny_models, change) -> str:

@@ -8,9 +8,9 @@ import torch
 from model_factory import make_tiny_diffusion, make_tiny_nnunet
 
 from SpineSegDiffLib.errors import SpineSegDiffError
-from SpineSegDiffLib.models import find_models, open_model_folder
-from SpineSegDiffLib.pipeline import Segmenter
-from SpineSegDiffLib.presegment import NnUNetPresegmenter
+from SpineSegDiffLib.inference.pipeline import Segmenter
+from SpineSegDiffLib.inference.presegment import NnUNetPresegmenter
+from SpineSegDiffLib.modelset.folder import find_models, open_model_folder
 
 
 @pytest.fixture
@@ -54,12 +54,12 @@ def test_wrong_kind_and_missing_folder_are_refused(tmp_path, diffusion_folder):
 
 
 def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path, diffusion_folder):
-    from SpineSegDiffLib.models import write_config
+    from SpineSegDiffLib.modelset.folder import write_config
 
     config = json.loads((diffusion_folder / "config.json").read_text())
     config["network"]["features"] = [8, 8, 8, 8, 16, 8]
     write_config(diffusion_folder, config, ["weights.pt"])
-    from SpineSegDiffLib.refiner import load_network
+    from SpineSegDiffLib.inference.refiner import load_network
 
     with pytest.raises(SpineSegDiffError, match="do not fit"):
         load_network(open_model_folder(diffusion_folder, "diffusion"), torch.device("cpu"))
@@ -71,7 +71,7 @@ def test_pickled_nnunet_checkpoints_need_a_trusted_folder(tmp_path):
     state = torch.load(checkpoint, weights_only=True)
     state["init_args"] = argparse.Namespace(configuration="2d")  # any class: needs unpickling code
     torch.save(state, checkpoint)
-    from SpineSegDiffLib.models import ModelFolder
+    from SpineSegDiffLib.modelset.folder import ModelFolder
 
     bundled_style = ModelFolder(folder, {"kind": "nnunet", "checkpoint": "checkpoint.pth", "folds": [0]})
     with pytest.raises(SpineSegDiffError, match="could not be loaded"):

@@ -15,7 +15,7 @@ from conftest import oblique_direction, synthetic_spine  # noqa: E402
 
 from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
-from SpineSegDiffLib.segfile import read_seg_nrrd  # noqa: E402
+from SpineSegDiffLib.outputs.segfile import read_seg_nrrd  # noqa: E402
 from SpineSegDiffSlicer import logic, mrml  # noqa: E402
 
 TINY_OPTIONS = {"preset": "fast", "samples": 2, "steps": 2, "fused_steps": 2}
@@ -160,7 +160,7 @@ def test_ijk_to_ras_applies_the_parent_transform(scene):
 
 @pytest.fixture(scope="module")
 def segmenter(tiny_models):
-    from SpineSegDiffLib.pipeline import Segmenter
+    from SpineSegDiffLib.inference.pipeline import Segmenter
 
     return Segmenter(models_dir=tiny_models, device="cpu")
 
@@ -228,7 +228,7 @@ def test_saved_results_are_a_seg_nrrd_and_a_heatmap_on_the_input_grid(logic_run,
 
 def test_review_regions_come_from_the_nodes_with_their_ras_centres(logic_run, tmp_path):
     """The worker's review of the nodes (as after Refresh), loaded with RAS centres on the input grid."""
-    from SpineSegDiffLib.worker import REVIEW_REGIONS, write_review
+    from SpineSegDiffLib.apps.worker import REVIEW_REGIONS, write_review
 
     scene, volume, nodes, result, _ = logic_run
     cache = logic.ReviewCache()

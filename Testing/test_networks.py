@@ -2,9 +2,9 @@ import pytest
 import torch
 from conftest import REPO
 
-from SpineSegDiffLib.models import open_model_folder
-from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet, timestep_embedding
-from SpineSegDiffLib.refiner import load_network
+from SpineSegDiffLib.inference.networks import NetworkConfig, SpineSegDiffNet, timestep_embedding
+from SpineSegDiffLib.inference.refiner import load_network
+from SpineSegDiffLib.modelset.folder import open_model_folder
 
 
 def test_2d_and_3d_share_the_code_and_keep_shapes():
@@ -46,7 +46,8 @@ def test_importing_the_diffusion_modules_does_not_import_monai():
     import subprocess
     import sys
 
-    modules = "networks, sampling, refiner, volumetric, model_settings, model_set"
+    modules = ("inference.networks, inference.sampling, inference.refiner, inference.volumetric, modelset.settings, "
+               "modelset.model_set")
     imports = ", ".join(f"SpineSegDiffLib.{name}" for name in modules.split(", "))
     code = f"import sys, {imports}; print('monai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

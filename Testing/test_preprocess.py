@@ -4,7 +4,7 @@ import SimpleITK as sitk
 from conftest import oblique_direction, synthetic_spine
 
 from SpineSegDiffLib.errors import SpineSegDiffError
-from SpineSegDiffLib.preprocess import (
+from SpineSegDiffLib.inference.preprocess import (
     MODEL_SIZE,
     from_model_space,
     labels_to_model_space,

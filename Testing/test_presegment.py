@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from SpineSegDiffLib.presegment import make_predictor
+from SpineSegDiffLib.inference.presegment import make_predictor
 
 
 def test_quiet_predictor_has_every_attribute_of_nnunets_constructor(capsys):

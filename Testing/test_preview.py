@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from SpineSegDiffLib.labels import by_key
-from SpineSegDiffLib.preview import GAP_PIXELS, INFERNO, write_preview
+from SpineSegDiffLib.outputs.preview import GAP_PIXELS, INFERNO, write_preview
 
 
 def test_preview_shows_segments_and_heatmap_side_by_side(tmp_path):

@@ -14,7 +14,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from conftest import synthetic_spine  # noqa: E402
 
 from SpineSegDiffLib import review  # noqa: E402
-from SpineSegDiffLib.worker import write_review  # noqa: E402
+from SpineSegDiffLib.apps.worker import write_review  # noqa: E402
 from SpineSegDiffSlicer import logic, mrml  # noqa: E402
 
 

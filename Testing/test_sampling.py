@@ -1,8 +1,15 @@
 import pytest
 import torch
 
-from SpineSegDiffLib.networks import NetworkConfig, SpineSegDiffNet
-from SpineSegDiffLib.sampling import SCHEDULES, SamplingOptions, ddim_step, make_scheduler, refine, timestep_pairs
+from SpineSegDiffLib.inference.networks import NetworkConfig, SpineSegDiffNet
+from SpineSegDiffLib.inference.sampling import (
+    SCHEDULES,
+    SamplingOptions,
+    ddim_step,
+    make_scheduler,
+    refine,
+    timestep_pairs,
+)
 
 
 def test_timestep_pairs_run_from_t_start_to_clean():

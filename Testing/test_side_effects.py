@@ -28,9 +28,10 @@ def state():
     }
 
 before = state()
-import SpineSegDiffLib.batch, SpineSegDiffLib.cli, SpineSegDiffLib.outputs, SpineSegDiffLib.pipeline  # noqa
+import SpineSegDiffLib.apps.batch, SpineSegDiffLib.apps.cli  # noqa
+import SpineSegDiffLib.outputs.writer, SpineSegDiffLib.inference.pipeline  # noqa
 after_import = state()
-from SpineSegDiffLib.cli import main
+from SpineSegDiffLib.apps.cli import main
 unrefined = main(["segment", sys.argv[1], "-o", sys.argv[2] + "_unrefined", "--models", sys.argv[3], "--no-refine",
                   "--quiet"])
 after_unrefined, monai_unrefined = state(), "monai" in sys.modules

@@ -141,12 +141,12 @@ def test_module_imports_no_heavy_package_at_import_time():
     assert top_level_imports(MODULE_FILE) & HEAVY_PACKAGES == set()
     for path in sorted((MODULE_DIR / "SpineSegDiffSlicer").glob("*.py")):  # what the module imports at load time
         assert top_level_imports(path) & HEAVY_PACKAGES == set(), path.name
-    for name in ("errors", "labels", "io", "options"):
+    for name in ("errors", "labels", "io", "options", "apps/protocol"):
         assert top_level_imports(MODULE_DIR / "SpineSegDiffLib" / f"{name}.py") & HEAVY_PACKAGES == set(), name
 
 
 def test_no_core_file_names_slicer_qt_vtk_or_ctk():
-    for path in sorted((MODULE_DIR / "SpineSegDiffLib").glob("*.py")):
+    for path in sorted((MODULE_DIR / "SpineSegDiffLib").rglob("*.py")):
         assert all_imports(path) & SLICER_PACKAGES == set(), path.name
 
 
@@ -175,7 +175,7 @@ def test_the_module_side_never_computes_review_regions():
 
 def test_the_in_process_check_catches_the_old_thread():
     assert IN_PROCESS_INFERENCE.search("job = BackgroundJob(lambda p: segmenter.segment(image, options, p))")
-    assert IN_PROCESS_INFERENCE.search("from SpineSegDiffLib.pipeline import Segmenter")
+    assert IN_PROCESS_INFERENCE.search("from SpineSegDiffLib.inference.pipeline import Segmenter")
 
 
 # --- UI bindings --------------------------------------------------------------------------------------------------

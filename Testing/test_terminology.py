@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from SpineSegDiffLib.anatomy.levels import VERTEBRA_NAMES
 from SpineSegDiffLib.labels import (
     ANATOMIC_CONTEXT,
     CATEGORY,
@@ -27,8 +28,7 @@ from SpineSegDiffLib.labels import (
     Structure,
     level_terminology,
 )
-from SpineSegDiffLib.levels import VERTEBRA_NAMES
-from SpineSegDiffLib.segfile import write_seg_nrrd
+from SpineSegDiffLib.outputs.segfile import write_seg_nrrd
 
 TERMINOLOGY = Path(__file__).resolve().parents[1] / "SpineSegDiff" / "Resources" / "Terminology"
 MODULE_TERMS = TERMINOLOGY / "SegmentationCategoryTypeModifier-SpineSegDiff.term.json"

@@ -11,8 +11,8 @@ import pytest
 import SimpleITK as sitk
 from conftest import REPO, SHARED_DATA
 
-from SpineSegDiffLib.models import open_model_folder
-from SpineSegDiffLib.segfile import read_seg_nrrd  # noqa: F401 - the core stays importable beside training
+from SpineSegDiffLib.modelset.folder import open_model_folder
+from SpineSegDiffLib.outputs.segfile import read_seg_nrrd  # noqa: F401 - the core stays importable beside training
 from SpineSegDiffTraining.splits import Splits
 
 CASES = ["spider_005", "spider_007", "spider_011", "spider_018"]
@@ -81,9 +81,9 @@ def test_training_end_to_end(tmp_path, tiny_dataset):
 def test_bank_run_end_to_end(tmp_path, tiny_dataset):
     """export-bank -> presegmenter folds + all-data model -> out-of-fold labels -> 2D/3D refiners -> bundle;
     the bundled folders load in the inference pipeline and segment a case."""
-    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER
+    from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER
     from SpineSegDiffLib.options import SegmentOptions
-    from SpineSegDiffLib.pipeline import Segmenter
+    from SpineSegDiffLib.inference.pipeline import Segmenter
 
     work, bank, run_dir, models = tmp_path / "work", tmp_path / "bank", tmp_path / "run", tmp_path / "models"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "SpineSegDiff"), str(REPO)])}

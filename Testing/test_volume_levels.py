@@ -10,9 +10,9 @@ import SimpleITK as sitk
 from conftest import REPO
 from test_levels import IVD, SC, VB, synthetic_slice
 
-from SpineSegDiffLib import volume_levels
-from SpineSegDiffLib.levels import find_levels
-from SpineSegDiffLib.volume_levels import measure_slices, propagate_levels, write_slice_levels_csv
+from SpineSegDiffLib.anatomy import volume_levels
+from SpineSegDiffLib.anatomy.levels import find_levels
+from SpineSegDiffLib.anatomy.volume_levels import measure_slices, propagate_levels, write_slice_levels_csv
 
 SLICES = 9
 CENTRE = SLICES // 2
@@ -214,7 +214,7 @@ def test_a_centre_outside_the_volume_is_refused():
 
 
 def test_spider_sample_levels_reach_the_adjacent_slices():
-    from SpineSegDiffLib.preprocess import labels_to_model_space, to_model_space
+    from SpineSegDiffLib.inference.preprocess import labels_to_model_space, to_model_space
 
     folder = REPO / "Resources" / "Samples" / "spider_t2_sample"
     image, geometry = to_model_space(sitk.ReadImage(str(folder / "image.nii.gz")), "all")

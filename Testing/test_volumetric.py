@@ -8,14 +8,14 @@ from conftest import synthetic_spine
 from model_factory import make_tiny_diffusion, make_tiny_nnunet
 from monai.inferers import SlidingWindowInferer
 
-from SpineSegDiffLib.cli import main
+from SpineSegDiffLib.apps.cli import main
 from SpineSegDiffLib.errors import SpineSegDiffError
-from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_PRESEGMENTER, open_model_folder
+from SpineSegDiffLib.inference.pipeline import Segmenter
+from SpineSegDiffLib.inference.refiner import DiffusionRefiner, refine_slices
+from SpineSegDiffLib.inference.sampling import SamplingOptions
+from SpineSegDiffLib.inference.volumetric import VolumeRefiner, window_count
+from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_PRESEGMENTER, open_model_folder
 from SpineSegDiffLib.options import SegmentOptions
-from SpineSegDiffLib.pipeline import Segmenter
-from SpineSegDiffLib.refiner import DiffusionRefiner, refine_slices
-from SpineSegDiffLib.sampling import SamplingOptions
-from SpineSegDiffLib.volumetric import VolumeRefiner, window_count
 
 OPTIONS = SamplingOptions(samples=2, steps=2, fused_steps=2, t_start=6, sample_batch=2)
 

@@ -31,9 +31,9 @@ def prepare(data: Path, splits_file: Path, destination: Path) -> None:
     """Central test slices in model space: ``image``, ``presegmentation``, ``truth`` each ``(C, 320, 320)``."""
     import torch
 
-    from SpineSegDiffLib.models import DEFAULT_MODELS_DIR, DEFAULT_PRESEGMENTER, open_model_folder
-    from SpineSegDiffLib.preprocess import labels_to_model_space, to_model_space
-    from SpineSegDiffLib.presegment import NnUNetPresegmenter
+    from SpineSegDiffLib.inference.preprocess import labels_to_model_space, to_model_space
+    from SpineSegDiffLib.inference.presegment import NnUNetPresegmenter
+    from SpineSegDiffLib.modelset.folder import DEFAULT_MODELS_DIR, DEFAULT_PRESEGMENTER, open_model_folder
     from SpineSegDiffTraining.datasets import load_dataset
     from SpineSegDiffTraining.splits import Splits
 
@@ -76,11 +76,11 @@ def settings(samples: list[int], steps: list[int], t_starts: list[int], default_
 def run_grid(args) -> dict:
     import torch
 
-    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, open_model_folder
+    from SpineSegDiffLib.inference.postprocess import remove_small_components
+    from SpineSegDiffLib.inference.refiner import DiffusionRefiner, refine_slices
+    from SpineSegDiffLib.inference.sampling import SamplingOptions
+    from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, open_model_folder
     from SpineSegDiffLib.options import resolve_device
-    from SpineSegDiffLib.postprocess import remove_small_components
-    from SpineSegDiffLib.refiner import DiffusionRefiner, refine_slices
-    from SpineSegDiffLib.sampling import SamplingOptions
     data = np.load(args.slices)
     device = resolve_device(args.device)
     refiner = DiffusionRefiner(open_model_folder(DEFAULT_MODELS_DIR / DEFAULT_DIFFUSION, "diffusion"), device)

@@ -40,10 +40,10 @@ DEFAULT_INPUTS = [REPO / "Resources/Samples/spider_t2_sample/image.nii.gz",
 
 def run_one(input_path: str, mode: str, config: str, repeat: int, device: str = "cpu") -> dict:
     """In this process: load models, then time ``repeat`` runs (the first pays one-off warm-up); return the best."""
+    from SpineSegDiffLib.inference.pipeline import Segmenter
     from SpineSegDiffLib.io import read_volume
     from SpineSegDiffLib.options import SegmentOptions
-    from SpineSegDiffLib.outputs import write_case
-    from SpineSegDiffLib.pipeline import Segmenter
+    from SpineSegDiffLib.outputs.writer import write_case
 
     options = SegmentOptions(mode=mode, device=device, **CONFIGS[config])
     segmenter = Segmenter(device=device)

@@ -41,11 +41,11 @@ CONFIGS = {
 def main() -> None:
     import torch
 
-    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, open_model_folder
+    from SpineSegDiffLib.inference.postprocess import roi_columns
+    from SpineSegDiffLib.inference.refiner import DiffusionRefiner
+    from SpineSegDiffLib.inference.sampling import SamplingOptions
+    from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, open_model_folder
     from SpineSegDiffLib.options import CPU_SAMPLE_BATCH, resolve_device
-    from SpineSegDiffLib.postprocess import roi_columns
-    from SpineSegDiffLib.refiner import DiffusionRefiner
-    from SpineSegDiffLib.sampling import SamplingOptions
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -91,10 +91,15 @@ def main() -> None:
 
 def time_volume_modes(volume, device, repeat: int) -> dict:
     """Seconds for the 2D model on every slice and for the 3D Diff-UNet over one model-space volume."""
-    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_MODELS_DIR, open_model_folder
+    from SpineSegDiffLib.inference.refiner import DiffusionRefiner, refine_slices
+    from SpineSegDiffLib.inference.volumetric import VolumeRefiner
+    from SpineSegDiffLib.modelset.folder import (
+        DEFAULT_DIFFUSION,
+        DEFAULT_DIFFUSION_3D,
+        DEFAULT_MODELS_DIR,
+        open_model_folder,
+    )
     from SpineSegDiffLib.options import SegmentOptions
-    from SpineSegDiffLib.refiner import DiffusionRefiner, refine_slices
-    from SpineSegDiffLib.volumetric import VolumeRefiner
 
     images, preseg = volume["image"], volume["presegmentation"]
     slice_refiner = DiffusionRefiner(open_model_folder(DEFAULT_MODELS_DIR / DEFAULT_DIFFUSION, "diffusion"), device)
@@ -126,9 +131,9 @@ def count_synchronisations(refiner, image, preseg, sampling_options) -> int:
     """Synchronising CUDA calls during one ``refine()`` (the final copy of the results to the host excluded)."""
     import torch
 
+    from SpineSegDiffLib.inference.postprocess import one_hot
+    from SpineSegDiffLib.inference.sampling import refine
     from SpineSegDiffLib.labels import NUM_CLASSES
-    from SpineSegDiffLib.postprocess import one_hot
-    from SpineSegDiffLib.sampling import refine
 
     image_t = torch.from_numpy(refiner.network_image(image)[:, None].astype(np.float32)).to(refiner.device)
     preseg_t = torch.from_numpy(one_hot(preseg, NUM_CLASSES).swapaxes(0, 1).copy()).to(refiner.device)

@@ -2,7 +2,7 @@
 
     python bench/bench_startup.py [--repeat 3] [--source SpineSegDiff] [--name startup]
 
-Runs ``python -m SpineSegDiffLib.cli segment SAMPLE`` under ``/usr/bin/time`` for each configuration
+Runs ``python -m SpineSegDiffLib.apps.cli segment SAMPLE`` under ``/usr/bin/time`` for each configuration
 (``--repeat`` times, median) and compares the process's wall time with the segmentation time the run
 itself reports (``timings_s.total``: preprocessing to postprocessing, without loading or writing). Also
 times importing what a run imports. ``--source`` points at another checkout's ``SpineSegDiff`` folder
@@ -27,7 +27,8 @@ CONFIGS = {
     "fast preset": ["--preset", "fast"],
     "presegmentation only": ["--no-refine"],
 }
-IMPORTS = "import SpineSegDiffLib.cli, SpineSegDiffLib.batch, SpineSegDiffLib.pipeline, SpineSegDiffLib.outputs"
+IMPORTS = ("import SpineSegDiffLib.apps.cli, SpineSegDiffLib.apps.batch, SpineSegDiffLib.inference.pipeline, "
+           "SpineSegDiffLib.outputs.writer")
 HEAVY_IMPORTS = (
     ("PyTorch", "import torch"),
     ("nnU-Net's predictor (after PyTorch)", "import nnunetv2.inference.predict_from_raw_data"),
@@ -43,7 +44,7 @@ def _env(source: Path) -> dict:
 def run_once(source: Path, extra: list[str]) -> dict:
     """One whole process: wall seconds and peak RSS from /usr/bin/time, the pipeline seconds from its report."""
     with tempfile.TemporaryDirectory() as out:
-        command = ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "SpineSegDiffLib.cli", "segment",
+        command = ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "SpineSegDiffLib.apps.cli", "segment",
                    str(SAMPLE), "-o", out, "--quiet", "--device", "cpu", *extra]
         run = subprocess.run(command, capture_output=True, text=True, env=_env(source), check=True)
         wall, rss_kb = run.stderr.strip().splitlines()[-1].split()

@@ -83,7 +83,7 @@ def unique_stem(name: str, used: set) -> str:
 
 def plan_cases(sources: list, args) -> list:
     """Engine cases, plus entries decided before any model loads (results there, unreadable file)."""
-    from SpineSegDiffLib.batch import Case
+    from SpineSegDiffLib.apps.batch import Case
 
     planned, used = [], set()
     for source in sources:
@@ -159,8 +159,8 @@ def run(args) -> int:
     if problem:
         print(problem)
         return 2
-    from SpineSegDiffLib.batch import BatchEngine, summary_line
-    from SpineSegDiffLib.model_set import open_models
+    from SpineSegDiffLib.apps.batch import BatchEngine, summary_line
+    from SpineSegDiffLib.modelset.model_set import open_models
 
     options = core.make_options(args.mode, args.preset, args.device, args.samples, args.steps, args.seed)
     models = open_models(args.models)

@@ -37,7 +37,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def missing_inputs(models_dir: Path | None) -> list[str]:
     """What is missing to make the picture (empty when everything is there)."""
-    from SpineSegDiffLib.models import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, DEFAULT_PRESEGMENTER
+    from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_MODELS_DIR, DEFAULT_PRESEGMENTER
 
     root = models_dir or DEFAULT_MODELS_DIR
     missing = [str(root / name) for name in (DEFAULT_PRESEGMENTER, DEFAULT_DIFFUSION) if not (root / name).is_dir()]
@@ -54,7 +54,7 @@ def render(result, path: Path) -> None:
     from matplotlib.patches import Patch
 
     from SpineSegDiffLib.labels import STRUCTURES
-    from SpineSegDiffLib.preview import label_colormap, level_name_positions
+    from SpineSegDiffLib.outputs.preview import label_colormap, level_name_positions
 
     k = len(result.model_image) // 2
     image, labels, heat = result.model_image[k], result.model_labels[k], result.model_uncertainty[k]
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
               + "\nTrain or download the models into Resources/Models first (see the README), or pass --models.")
         return 1
     from SpineSegDiffLib.errors import SpineSegDiffError
+    from SpineSegDiffLib.inference.pipeline import Segmenter
     from SpineSegDiffLib.io import read_volume
     from SpineSegDiffLib.options import SegmentOptions
-    from SpineSegDiffLib.pipeline import Segmenter
 
     options = SegmentOptions(preset=args.preset, device=args.device, samples=args.samples, steps=args.steps)
     try:

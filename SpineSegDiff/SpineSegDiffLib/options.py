@@ -15,8 +15,8 @@ from .errors import SpineSegDiffError
 if TYPE_CHECKING:
     import torch
 
-    from .model_settings import DiffusionSettings
-    from .sampling import SamplingOptions
+    from .inference.sampling import SamplingOptions
+    from .modelset.settings import DiffusionSettings
 
 PRESETS: dict[str, dict[str, int]] = {
     "fast": {"samples": 5, "steps": 2, "fused_steps": 2},
@@ -155,7 +155,7 @@ class SegmentOptions:
 
         Raises :class:`SpineSegDiffError` when an explicit ``t_start`` or ``steps`` does not fit the model.
         """
-        from .sampling import SamplingOptions
+        from .inference.sampling import SamplingOptions
 
         preset = (PRESETS if self.mode == "central" else VOLUME_PRESETS)[self.preset]
         t_start = model.t_start if self.t_start is None else self.t_start

@@ -2,7 +2,7 @@
 segment per level, the measurement lines as markups lines, and the level names as labelled points.
 
 The rows come from the report's ``"vertebrae"`` and ``"discs"`` lists (see
-``SpineSegDiffLib.measurements.measure_levels`` and ``SpineSegDiffLib.assessment.assess_slice``);
+``SpineSegDiffLib.anatomy.measurements.measure_levels`` and ``SpineSegDiffLib.anatomy.assessment.assess_slice``);
 lengths are in mm as the report gives them, and a value the report leaves out (a level that was not
 segmented, a grade without the grading model) is NaN. Every node made here is marked with
 :data:`~.logic.ROLE_ATTRIBUTE` and references its input volume, so a re-run on the same volume updates
@@ -322,7 +322,7 @@ def number(table: vtk.vtkTable, column: str, row: int) -> float:
 
 def recompute_disc_relations(table: vtk.vtkTable) -> None:
     """Every disc's mean height (of its three heights) and height index (mean height / depth of the body
-    above, the vertebra with the same ``from_bottom``), as :mod:`SpineSegDiffLib.measurements` defines them."""
+    above, the vertebra with the same ``from_bottom``), as :mod:`SpineSegDiffLib.anatomy.measurements` defines them."""
     kinds, numbers = table.GetColumnByName("Kind"), table.GetColumnByName("From bottom")
     depths = {numbers.GetValue(i): number(table, "Depth (mm)", i)
               for i in range(table.GetNumberOfRows()) if kinds.GetValue(i) == "vertebra"}

@@ -1,7 +1,7 @@
 """What the Slicer module's Logic does, without Qt: MRML -> files for the worker, worker files -> MRML.
 
 Segmentation never runs in Slicer's process: the module writes the selected volume to a file
-(:func:`write_input`), the worker process (``SpineSegDiffLib.worker``, driven by
+(:func:`write_input`), the worker process (``SpineSegDiffLib.apps.worker``, driven by
 :class:`~.worker_client.WorkerClient`) segments it, and :func:`load_result_nodes` turns its output
 files into nodes. Nothing here imports torch; which dependencies are missing or outdated is
 :func:`~.install.missing_or_outdated`'s job.

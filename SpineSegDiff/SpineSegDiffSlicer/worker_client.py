@@ -1,4 +1,4 @@
-"""The module's side of the worker protocol (``SpineSegDiffLib.worker``): start, request, poll, cancel.
+"""The module's side of the worker protocol (``SpineSegDiffLib.apps.worker``): start, request, poll, cancel.
 
 The client never blocks, never waits on a process and never runs model code: it writes one request line,
 and :meth:`WorkerClient.poll` (called from a Qt timer in the module) returns the events that have arrived.
@@ -8,7 +8,7 @@ The process is reached through a :class:`ProcessRunner` (``qt.QProcess`` in Slic
 In Slicer the program is ``PythonSlicer``, a launcher that runs the real interpreter as its child: killing
 the launcher does not reach the worker. So Cancel sends ``cancel`` (the worker ends itself), kills the
 worker's own ``pid`` (from its ``ready`` event) and then the launcher; a worker that loses its client or
-its parent ends itself too (:mod:`SpineSegDiffLib.inbox`).
+its parent ends itself too (:mod:`SpineSegDiffLib.apps.inbox`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from SpineSegDiffLib.protocol import (
+from SpineSegDiffLib.apps.protocol import (
     CANCEL,
     ENDING_EVENTS,
     ERROR,
@@ -40,9 +40,9 @@ from SpineSegDiffLib.protocol import (
 
 LIB_DIR = Path(__file__).resolve().parents[1]
 """The folder holding ``SpineSegDiffLib`` (the module folder, or Slicer's qt-scripted-modules)."""
-BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from SpineSegDiffLib.inbox import watch_parent; "
-             "watch_parent(); from SpineSegDiffLib.worker import main; sys.exit(main(sys.argv[2:]))")
-"""The worker's command: it watches its parent before importing anything heavy (see ``SpineSegDiffLib.inbox``)."""
+BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from SpineSegDiffLib.apps.inbox import watch_parent; "
+             "watch_parent(); from SpineSegDiffLib.apps.worker import main; sys.exit(main(sys.argv[2:]))")
+"""The worker's command: it watches its parent before importing anything heavy (see ``SpineSegDiffLib.apps.inbox``)."""
 CRASH_HINT = "Click Segment again to restart it."
 ERROR_LINES = 20
 

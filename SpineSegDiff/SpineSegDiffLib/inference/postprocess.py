@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .labels import STRUCTURES
+from ..labels import STRUCTURES
 
 MIN_COMPONENT_PIXELS = 20
 """Connected components smaller than this (pixels of 1 mm^2 in model space) are removed."""

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..labels import by_key
 from .instances import canal_columns, components
-from .labels import by_key
 from .levels import Level, Levels
 from .measurements import measure_levels
 

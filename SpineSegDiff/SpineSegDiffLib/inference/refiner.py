@@ -7,11 +7,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .errors import SpineSegDiffError
+from ..errors import SpineSegDiffError
+from ..labels import NUM_CLASSES
+from ..modelset.folder import ModelFolder
+from ..modelset.settings import diffusion_settings, preprocessing_settings
 from .fusion import blend_with_presegmentation
-from .labels import NUM_CLASSES
-from .model_settings import diffusion_settings, preprocessing_settings
-from .models import ModelFolder
 from .networks import NetworkConfig, SpineSegDiffNet
 from .postprocess import one_hot, roi_columns
 from .sampling import SamplingOptions, make_scheduler, refine

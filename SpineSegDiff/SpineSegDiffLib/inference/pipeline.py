@@ -14,18 +14,18 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from . import __version__
-from .assessment import assess_levels
-from .errors import SpineSegDiffError
-from .grading import optional_grader
-from .labels import by_key
-from .levels import find_levels
-from .model_set import ModelSet, open_models
-from .options import SegmentOptions, resolve_device
+from .. import __version__
+from ..anatomy.assessment import assess_levels
+from ..anatomy.grading import optional_grader
+from ..anatomy.levels import find_levels
+from ..anatomy.volume_levels import measure_slices, propagate_levels
+from ..errors import SpineSegDiffError
+from ..labels import by_key
+from ..modelset.model_set import ModelSet, open_models
+from ..options import SegmentOptions, resolve_device
 from .postprocess import remove_small_components
 from .preprocess import Geometry, from_model_space, model_point_to_patient, to_model_space
 from .refiner import refine_slices
-from .volume_levels import measure_slices, propagate_levels
 
 DEFAULT_OPTIONS = SegmentOptions()
 Progress = Callable[[str, float], None]

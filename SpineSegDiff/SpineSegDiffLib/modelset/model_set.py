@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SpineSegDiffError
-from .model_settings import DiffusionSettings, diffusion_settings, preprocessing_settings
-from .models import (
+from ..errors import SpineSegDiffError
+from ..inference.preprocess import DEFAULT_PREPROCESSING, Preprocessing
+from ..options import SegmentOptions
+from .folder import (
     DEFAULT_DIFFUSION,
     DEFAULT_DIFFUSION_3D,
     DEFAULT_PRESEGMENTER,
@@ -20,8 +21,7 @@ from .models import (
     models_root,
     open_model_folder,
 )
-from .options import SegmentOptions
-from .preprocess import DEFAULT_PREPROCESSING, Preprocessing
+from .settings import DiffusionSettings, diffusion_settings, preprocessing_settings
 
 
 @dataclass(frozen=True)

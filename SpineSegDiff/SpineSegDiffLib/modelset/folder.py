@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SpineSegDiffError
+from ..errors import SpineSegDiffError
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
-PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "models"
-RESOURCES_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+RESOURCES_MODELS_DIR = Path(__file__).resolve().parents[3] / "Resources" / "Models"
 DEFAULT_PRESEGMENTER = "nnunet-2d-t2"
 DEFAULT_DIFFUSION = "spinesegdiff-2d-t2"
 DEFAULT_DIFFUSION_3D = "spinesegdiff-3d-t2"

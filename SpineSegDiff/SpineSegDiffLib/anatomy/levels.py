@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..labels import by_key
 from .instances import (
     MIN_VERTEBRA_AREA_MM2,
     Part,
@@ -37,7 +38,6 @@ from .instances import (
     split_bodies_at_discs,
     thickness,
 )
-from .labels import by_key
 
 VERTEBRA_NAMES = ("S1", "L5", "L4", "L3", "L2", "L1", *(f"T{i}" for i in range(12, 0, -1)),
                   *(f"C{i}" for i in range(7, 0, -1)))

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Cancelled, SpineSegDiffError
-from .io import write_text
-from .model_set import ModelSet, open_models
-from .options import SegmentOptions, resolve_device
+from ..errors import Cancelled, SpineSegDiffError
+from ..io import write_text
+from ..modelset.model_set import ModelSet, open_models
+from ..options import SegmentOptions, resolve_device
 
 OUT_OF_MEMORY_HINT = "use a lighter preset or fewer --samples, or --device cpu"
 
@@ -56,7 +56,7 @@ class BatchEngine:
     def segmenter(self, device: str):
         """The segmenter on ``device`` (``auto`` or ``cpu``), loaded on first use."""
         if device not in self._segmenters:
-            from .pipeline import Segmenter
+            from ..inference.pipeline import Segmenter
 
             self.log(f"loading models on {resolve_device(device)}")
             self._segmenters[device] = Segmenter(device=device, models=self.models)

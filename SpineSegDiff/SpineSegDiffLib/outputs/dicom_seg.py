@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import __version__
-from .errors import SpineSegDiffError
-from .io import atomic_path, list_dicom_series
-from .labels import CATEGORY, STRUCTURES, by_key, level_terminology
+from .. import __version__
+from ..errors import SpineSegDiffError
+from ..io import atomic_path, list_dicom_series
+from ..labels import CATEGORY, STRUCTURES, by_key, level_terminology
 
 if TYPE_CHECKING:
     from pydicom import Dataset

@@ -42,14 +42,14 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from . import __version__
+from .. import __version__
+from ..errors import SpineSegDiffError
+from ..io import check_input, stem_of
+from ..modelset.model_set import ModelSet, open_models
+from ..options import SegmentOptions
+from ..outputs.writer import output_paths
 from .batch import BatchEngine, Case
-from .errors import SpineSegDiffError
 from .inbox import Inbox, watch_parent
-from .io import check_input, stem_of
-from .model_set import ModelSet, open_models
-from .options import SegmentOptions
-from .outputs import output_paths
 from .protocol import PROTOCOL_VERSION, REVIEW, SEGMENT, SHUTDOWN, decode, encode
 
 REVIEW_FILE = "review.json"
@@ -119,7 +119,7 @@ def write_review(labels_path: Path, heatmap_path: Path, destination: Path) -> Pa
     """The review regions of a labelmap and its heatmap (same grid) at every slider level, as JSON."""
     import SimpleITK as sitk
 
-    from .review import regions_by_level, regions_to_dict
+    from ..review import regions_by_level, regions_to_dict
 
     heatmap = sitk.ReadImage(str(heatmap_path))
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(labels_path)))
@@ -182,10 +182,10 @@ def serve(requests: IO[str], out: IO[str], models_dir: Path | None = None, end_p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m SpineSegDiffLib.worker [--models DIR]``."""
+    """``python -m SpineSegDiffLib.apps.worker [--models DIR]``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="SpineSegDiffLib.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="SpineSegDiffLib.apps.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=None, help="model folder (default: the bundled models)")
     args = parser.parse_args(argv)
     watch_parent()

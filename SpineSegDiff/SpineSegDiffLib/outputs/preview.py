@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .labels import STRUCTURES, by_key
+from ..labels import STRUCTURES, by_key
 
 LABEL_OPACITY = 0.55
 HEATMAP_OPACITY = 0.8

@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import SpineSegDiffError
-from .options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES, SegmentOptions
+from ..errors import SpineSegDiffError
+from ..options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES, SegmentOptions
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 
@@ -88,8 +88,8 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     import torch
 
-    from .models import PACKAGED_MODELS_DIR, RESOURCES_MODELS_DIR, find_models, models_root
-    from .options import resolve_device
+    from ..modelset.folder import PACKAGED_MODELS_DIR, RESOURCES_MODELS_DIR, find_models, models_root
+    from ..options import resolve_device
 
     root = models_root(args.models)
     where = {PACKAGED_MODELS_DIR: "installed with the package",

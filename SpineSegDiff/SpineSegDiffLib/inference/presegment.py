@@ -14,8 +14,8 @@ import json
 import numpy as np
 import torch
 
-from .errors import SpineSegDiffError
-from .models import ModelFolder
+from ..errors import SpineSegDiffError
+from ..modelset.folder import ModelFolder
 
 THROUGH_PLANE_SPACING = 999.0
 """nnU-Net's convention for stacks of independent 2D slices."""

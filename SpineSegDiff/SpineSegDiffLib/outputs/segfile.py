@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .labels import STRUCTURES
+from ..labels import STRUCTURES
 
 
 def segment_metadata(labels: sitk.Image) -> dict[str, str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import SpineSegDiffError
+from ..errors import SpineSegDiffError
 
 MODEL_SIZE = 320
 MODEL_SPACING = 1.0

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SpineSegDiffError
-from .preprocess import MODEL_ORIENTATION_TEXT, Preprocessing
-from .sampling import SCHEDULES
+from ..errors import SpineSegDiffError
+from ..inference.preprocess import MODEL_ORIENTATION_TEXT, Preprocessing
+from ..inference.sampling import SCHEDULES
 
 PREDICTIONS = ("x0",)
 """What the network may predict: the clean one-hot labels (the paper's choice)."""

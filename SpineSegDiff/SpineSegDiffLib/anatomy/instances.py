@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .labels import by_key
+from ..labels import by_key
 
 MIN_VERTEBRA_AREA_MM2 = 60.0
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ..io import check_input, is_image_file, read_volume, stem_of
+from ..options import SegmentOptions
+from ..outputs.writer import is_complete
 from .batch import Case
-from .io import check_input, is_image_file, read_volume, stem_of
-from .options import SegmentOptions
-from .outputs import is_complete
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
@@ -43,7 +43,7 @@ def file_cases(inputs: list[Path], out_dir: Path, overwrite: bool, series: str |
 
 
 def _checked(path: Path, stem: str, series: str | None) -> Case | dict:
-    from .errors import SpineSegDiffError
+    from ..errors import SpineSegDiffError
 
     try:
         check_input(path, series)
@@ -58,8 +58,8 @@ def segment_file(out_dir: Path, options: SegmentOptions, overwrite: bool, series
 
     ``progress(stage, fraction)``, when given, also receives the pipeline's progress (it may raise
     :class:`~.errors.Cancelled`)."""
-    from .dicom_seg import source_dicom_files
-    from .outputs import write_case
+    from ..outputs.dicom_seg import source_dicom_files
+    from ..outputs.writer import write_case
 
     def work(case: Case, segmenter) -> dict:
         bar = ProgressBar(case.stem, show_progress)

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SpineSegDiffError
+from ..errors import SpineSegDiffError
+from ..labels import by_key
+from ..modelset.folder import ModelFolder, open_model_folder
 from .instances import principal_axes
-from .labels import by_key
 from .levels import Level, Levels
 from .measurements import measure_levels, project
-from .models import ModelFolder, open_model_folder
 
 GRADES = (1, 2, 3, 4, 5)
 MODEL_FILE = "model.json"

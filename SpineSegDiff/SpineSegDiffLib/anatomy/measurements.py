@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..labels import by_key
 from .instances import principal_axes
-from .labels import by_key
 from .levels import Level, Levels
 
 POSITIONS = {"anterior": 0.10, "middle": 0.50, "posterior": 0.90}

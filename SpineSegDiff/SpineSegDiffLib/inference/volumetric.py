@@ -15,10 +15,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .errors import SpineSegDiffError
+from ..errors import SpineSegDiffError
+from ..labels import NUM_CLASSES
+from ..modelset.folder import ModelFolder
 from .fusion import blend_with_presegmentation
-from .labels import NUM_CLASSES
-from .models import ModelFolder
 from .postprocess import one_hot, roi_columns
 from .refiner import ModelSampler, unrefined
 from .sampling import SamplingOptions, refine

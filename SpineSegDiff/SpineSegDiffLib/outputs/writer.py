@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .assessment import write_levels_csv
+from ..anatomy.assessment import write_levels_csv
+from ..anatomy.volume_levels import write_slice_levels_csv
+from ..errors import SpineSegDiffError
+from ..inference.pipeline import SegmentationResult
+from ..labels import STRUCTURES
 from .dicom_seg import levels_from_report, write_dicom_seg
-from .errors import SpineSegDiffError
-from .labels import STRUCTURES
-from .pipeline import SegmentationResult
 from .preview import write_preview
 from .segfile import write_seg_nrrd
-from .volume_levels import write_slice_levels_csv
 
 SUFFIXES = {
     "labels": "_labels.nii.gz",
