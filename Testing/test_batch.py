@@ -73,7 +73,7 @@ def test_an_unexpected_error_in_the_middle_of_a_batch_is_recorded_and_the_batch_
     from SpineSegDiffLib.apps.cases import segment_file
 
     options = SegmentOptions(samples=1, steps=1, device="cpu")
-    real_work = segment_file(tmp_path, options, False, None, False)
+    real_work = segment_file(tmp_path, options, overwrite=False)
 
     def work(case, segmenter):
         if case.stem == "middle":

@@ -191,3 +191,22 @@ def test_a_review_request_lists_the_regions_of_edited_segments(client, scene_and
     keys = {region.structure_key for region, _ras in cache.regions(nodes, 0.05)}
     assert keys and "VB" not in keys
     client.discard(review_job)
+
+
+def test_a_bug_in_a_case_reaches_the_client_with_its_original_traceback(tmp_path, monkeypatch):
+    """The batch engine records a bug in a case with its traceback; the worker's error carries that traceback."""
+    from SpineSegDiffLib.apps import worker as worker_module
+
+    def failing_case(self, case, work):
+        return {"input": case.name, "stem": case.stem, "status": "failed",
+                "reason": "unexpected error: ZeroDivisionError: division by zero",
+                "traceback": 'Traceback (most recent call last):\n  File "refiner.py", line 42\nZeroDivisionError'}
+
+    monkeypatch.setattr(worker_module.BatchEngine, "run_case", failing_case)
+    monkeypatch.setattr(worker_module.BatchEngine, "segmenter", lambda self, device: None)
+    events = []
+    worker = worker_module.Worker(events.append, MODELS)
+    worker.segment({"id": "x", "input": str(BUNDLED_SAMPLE), "output_dir": str(tmp_path), "options": OPTIONS})
+    error = events[-1]
+    assert error["event"] == "error" and error["message"].endswith("division by zero")
+    assert error["details"].endswith('File "refiner.py", line 42\nZeroDivisionError')

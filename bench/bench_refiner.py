@@ -107,10 +107,10 @@ def time_volume_modes(volume, device, repeat: int) -> dict:
     runs = {
         f"every slice, 2D ({len(images)} slices, S=5, 2 steps)":
             lambda: refine_slices(slice_refiner, images, preseg, SegmentOptions(mode="slices").sampling(
-                slice_refiner.settings, device)),
+                slice_refiner.settings, on_gpu=device.type != "cpu")),
         f"volume, 3D Diff-UNet ({len(images)} slices, S=5, 2 steps)":
             lambda: volume_refiner(images, preseg, SegmentOptions(mode="volume").sampling(
-                volume_refiner.settings, device)),
+                volume_refiner.settings, on_gpu=device.type != "cpu")),
     }
     rows = {}
     for name, run in runs.items():

@@ -7,7 +7,7 @@ module can build its UI before the dependencies are installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from .errors import SpineSegDiffError
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from .inference.sampling import SamplingOptions
+    from .modelset.model_set import ModelSet
     from .modelset.settings import DiffusionSettings
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -150,7 +151,7 @@ class SegmentOptions:
             _need(self.mode == "central", f"--slice-index picks the slice of the central mode, not of {self.mode!r}",
                   "leave --slice-index out, or use --mode central")
 
-    def sampling(self, model: DiffusionSettings, device: torch.device) -> SamplingOptions:
+    def sampling(self, model: DiffusionSettings, on_gpu: bool) -> SamplingOptions:
         """Resolve preset, model and device defaults into :class:`~.sampling.SamplingOptions`.
 
         Raises :class:`SpineSegDiffError` when an explicit ``t_start`` or ``steps`` does not fit the model.
@@ -168,12 +169,45 @@ class SegmentOptions:
         steps = self.steps or min(preset["steps"], t_start + 1)
         fused = min(self.fused_steps or preset["fused_steps"], steps)
         samples = self.samples or preset["samples"]
-        on_gpu = device.type != "cpu"
         return SamplingOptions(
             samples=samples, steps=steps, fused_steps=fused, t_start=t_start, eta=self.eta, seed=self.seed,
             sample_batch=self.sample_batch or (max(samples, GPU_SAMPLE_BATCH) if on_gpu else CPU_SAMPLE_BATCH),
             bfloat16=self.bfloat16,
         )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one run does, resolved once from the options, the models and the device (:func:`plan`).
+
+    Attributes:
+        options: the options as given.
+        device: the device the run uses.
+        settings: the refining diffusion model's settings (None without refinement).
+        sampling: the resolved sampling (samples, steps, t_start, batch...; None without refinement).
+    """
+
+    options: SegmentOptions
+    device: torch.device
+    settings: DiffusionSettings | None
+    sampling: SamplingOptions | None
+
+    def describe(self) -> dict:
+        """The options as given, plus what they resolved to (for the report)."""
+        return {**asdict(self.options), "resolved_device": str(self.device),
+                "resolved_sampling": asdict(self.sampling) if self.sampling else None}
+
+
+def plan(options: SegmentOptions, models: ModelSet, device: torch.device) -> RunPlan:
+    """Resolve ``options`` against ``models`` on ``device``, once per run.
+
+    Raises :class:`SpineSegDiffError` when the options ask for another device than the run's (``auto``
+    fits any), or do not fit the models (see :meth:`SegmentOptions.sampling`)."""
+    _need(options.device in ("auto", device.type), f"the options ask for device {options.device!r} but this "
+          f"segmenter runs on {device}", f"use --device {device.type} or auto, or a segmenter on {options.device}")
+    settings = models.settings_for(options)
+    sampling = options.sampling(settings, on_gpu=device.type != "cpu") if settings else None
+    return RunPlan(options, device, settings, sampling)
 
 
 def resolve_device(name: str) -> torch.device:

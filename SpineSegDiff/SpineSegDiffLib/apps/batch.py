@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import Cancelled, SpineSegDiffError
 from ..io import write_text
-from ..modelset.model_set import ModelSet, open_models
+from ..modelset.model_set import ModelSet
 from ..options import SegmentOptions, resolve_device
 
 OUT_OF_MEMORY_HINT = "use a lighter preset or fewer --samples, or --device cpu"
@@ -140,16 +140,3 @@ def summary_line(summary: dict, out_dir: Path) -> str:
         return (f"FAILED: {counts['failed']} of {len(summary['cases'])} cases failed"
                 f"{f' ({others})' if others else ''}; reasons above and in {out_dir / 'summary.json'}")
     return f"finished: {others or 'nothing to do'}; outputs in {out_dir}"
-
-
-def run_batch(inputs: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
-              overwrite: bool = False, series: str | None = None, show_progress: bool = True,
-              log: Callable[[str], None] = lambda line: None) -> dict:
-    """Segment image files / DICOM folders into ``out_dir`` (the command line's batch)."""
-    from .cases import file_cases, segment_file
-
-    models = open_models(models_dir)
-    models.check(options)
-    cases = file_cases(inputs, out_dir, overwrite, series)
-    engine = BatchEngine(models, options, out_dir, log)
-    return engine.run(cases, segment_file(out_dir, options, overwrite, series, show_progress))

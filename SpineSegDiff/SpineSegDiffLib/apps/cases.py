@@ -1,5 +1,5 @@
-"""Image files and DICOM folders as batch cases: planning (checked before any model loads) and the
-work for one case (read, segment, write every output)."""
+"""Image files and DICOM folders as batch cases: planning (checked before any model loads), the work for
+one case (read, segment, write every output), and :func:`run_batch`, the command line's batch."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..io import check_input, is_image_file, read_volume, stem_of
+from ..modelset.model_set import open_models
 from ..options import SegmentOptions
 from ..outputs.writer import is_complete
-from .batch import Case
+from .batch import BatchEngine, Case
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
@@ -52,8 +53,8 @@ def _checked(path: Path, stem: str, series: str | None) -> Case | dict:
     return Case(str(path), stem, path)
 
 
-def segment_file(out_dir: Path, options: SegmentOptions, overwrite: bool, series: str | None,
-                 show_progress: bool, progress: Callable[[str, float], None] | None = None):
+def segment_file(out_dir: Path, options: SegmentOptions, *, overwrite: bool, series: str | None = None,
+                 show_progress: bool = False, progress: Callable[[str, float], None] | None = None):
     """The work for one file case: read, segment, write; returns the summary fields.
 
     ``progress(stage, fraction)``, when given, also receives the pipeline's progress (it may raise
@@ -99,3 +100,15 @@ class ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def run_batch(inputs: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
+              overwrite: bool = False, series: str | None = None, show_progress: bool = True,
+              log: Callable[[str], None] = lambda line: None) -> dict:
+    """Segment image files / DICOM folders into ``out_dir`` (the command line's batch)."""
+    models = open_models(models_dir)
+    models.check(options)
+    cases = file_cases(inputs, out_dir, overwrite, series)
+    engine = BatchEngine(models, options, out_dir, log)
+    return engine.run(cases, segment_file(out_dir, options, overwrite=overwrite, series=series,
+                                         show_progress=show_progress))

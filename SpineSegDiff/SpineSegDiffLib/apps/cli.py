@@ -66,7 +66,8 @@ def options_from(args: argparse.Namespace) -> SegmentOptions:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from .batch import run_batch, summary_line
+    from .batch import summary_line
+    from .cases import run_batch
 
     started = time.perf_counter()
     options = options_from(args)

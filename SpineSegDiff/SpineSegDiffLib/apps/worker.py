@@ -48,13 +48,22 @@ from ..io import check_input, stem_of
 from ..modelset.model_set import ModelSet, open_models
 from ..options import SegmentOptions
 from ..outputs.writer import output_paths
-from .batch import BatchEngine, Case
+from .batch import BatchEngine
+from .cases import Case, segment_file
 from .inbox import Inbox, watch_parent
 from .protocol import PROTOCOL_VERSION, REVIEW, SEGMENT, SHUTDOWN, decode, encode
 
 REVIEW_FILE = "review.json"
 REVIEW_REGIONS = 20
 """Regions per threshold in a review file (the module's list length)."""
+
+
+class CaseFailed(Exception):
+    """A case the batch engine recorded as failed: its reason, and the original traceback of a bug."""
+
+    def __init__(self, reason: str, details: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.details = reason, details
 
 
 class Worker:
@@ -84,6 +93,8 @@ class Worker:
         request_id = request.get("id")
         try:
             self.emit({"event": "result", "id": request_id, **handle(request)})
+        except CaseFailed as failed:
+            self.emit({"event": "error", "id": request_id, "message": failed.reason, "details": failed.details})
         except SpineSegDiffError as error:
             self.emit({"event": "error", "id": request_id, "message": str(error), "details": ""})
         except Exception as error:  # a bug or a library failure: say so, keep the details
@@ -103,12 +114,10 @@ class Worker:
         reporter("loading models", 0.0)
         engine.segmenter(options.device)
         load_seconds = time.perf_counter() - started
-        from .cases import segment_file
-
-        entry = engine.run_case(Case(str(source), stem, source),
-                                segment_file(out_dir, options, True, None, False, reporter))
+        work = segment_file(out_dir, options, overwrite=True, series=None, show_progress=False, progress=reporter)
+        entry = engine.run_case(Case(str(source), stem, source), work)
         if entry["status"] != "done":
-            raise RuntimeError(entry["reason"]) if "traceback" in entry else SpineSegDiffError(entry["reason"])
+            raise CaseFailed(entry["reason"], entry.get("traceback", ""))
         files = {key: str(path) for key, path in output_paths(out_dir, stem).items() if path.is_file()}
         files["review"] = str(write_review(Path(files["labels"]), Path(files["uncertainty"]), out_dir / REVIEW_FILE))
         return {"files": files, "models": "reused" if options.device in loaded_before else "loaded",

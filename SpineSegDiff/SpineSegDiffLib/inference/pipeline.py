@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,13 @@ import torch
 
 from .. import __version__
 from ..anatomy.assessment import assess_levels
-from ..anatomy.grading import optional_grader
+from ..anatomy.grading import DiscGrader
 from ..anatomy.levels import find_levels
 from ..anatomy.volume_levels import measure_slices, propagate_levels
 from ..errors import SpineSegDiffError
 from ..labels import by_key
 from ..modelset.model_set import ModelSet, open_models
-from ..options import SegmentOptions, resolve_device
+from ..options import RunPlan, SegmentOptions, plan, resolve_device
 from .postprocess import remove_small_components
 from .preprocess import Geometry, from_model_space, model_point_to_patient, to_model_space
 from .refiner import refine_slices
@@ -91,15 +91,16 @@ class Segmenter:
 
     def __init__(self, models_dir: Path | None = None, device: str = "auto",
                  presegmenter: str | Path | None = None, diffusion: str | Path | None = None,
-                 diffusion_3d: str | Path | None = None, models: ModelSet | None = None) -> None:
+                 diffusion_3d: str | Path | None = None, models: ModelSet | None = None,
+                 grader: str | Path | None = None) -> None:
         from .presegment import NnUNetPresegmenter
 
-        self.models = models or open_models(models_dir, presegmenter, diffusion, diffusion_3d)
+        self.models = models or open_models(models_dir, presegmenter, diffusion, diffusion_3d, grader)
         self.device = resolve_device(device)
         self.preprocessing = self.models.preprocessing
         self.presegmenter = NnUNetPresegmenter(self.models.presegmenter, self.device)
         self._refiners: dict[str, object] = {}
-        self.grader = optional_grader(self.models.root)
+        self.grader = DiscGrader(self.models.grader) if self.models.grader else None
 
     def refiner_for(self, options: SegmentOptions):
         """The loaded refiner for these options (None without refinement); loads the model on first use."""
@@ -108,7 +109,6 @@ class Segmenter:
         kind = "volume" if options.mode == "volume" else "slices"
         if kind not in self._refiners:
             model = self.models.diffusion_for(options.mode)
-            self.models.settings_for(options)  # a missing model is refused with a reason
             if kind == "volume":
                 from .volumetric import VolumeRefiner as refiner_class
             else:
@@ -121,7 +121,7 @@ class Segmenter:
         """Segment one validated 3D volume (see :func:`~.io.read_volume`)."""
         if not isinstance(image, sitk.Image):
             raise SpineSegDiffError("segment() takes a SimpleITK image", "read it with SpineSegDiffLib.io.read_volume")
-        self.models.check(options)
+        run = plan(options, self.models, self.device)  # refuses options that do not fit, before any work
         self.refiner_for(options)  # a diffusion model loads on first use, before the timed stages
         progress = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
@@ -134,7 +134,7 @@ class Segmenter:
         presegmentation, preseg_uncertainty = self.presegmenter.predict(images)
         timings["presegmentation"], clock = _lap(clock)
         probabilities, uncertainty, class_uncertainty = self._refine(images, presegmentation, preseg_uncertainty,
-                                                                     options, progress)
+                                                                     run, progress)
         timings["diffusion"], clock = _lap(clock)
         labels = remove_small_components(probabilities.argmax(axis=1).astype(np.uint8))
         result = SegmentationResult(
@@ -142,7 +142,7 @@ class Segmenter:
             uncertainty=sitk.Cast(from_model_space(uncertainty, geometry, sitk.sitkLinear), sitk.sitkFloat32),
             model_image=images, model_labels=labels, model_uncertainty=uncertainty,
             model_structure_uncertainty=class_uncertainty, geometry=geometry,
-            options=self.describe_options(options), models=self.model_description(),
+            options=run.describe(), models=self.model_description(),
         )
         self._assess(result)
         timings["postprocess"], _ = _lap(clock)
@@ -169,24 +169,16 @@ class Segmenter:
                                              result.slice_indices)
 
     def _refine(self, images: np.ndarray, presegmentation: np.ndarray, preseg_uncertainty: np.ndarray,
-                options: SegmentOptions, progress: Progress):
+                run: RunPlan, progress: Progress):
         """Probabilities ``(N, K, H, W)``, uncertainty ``(N, H, W)``, class uncertainty ``(N, K, H, W)``.
 
         The heatmap covers the whole image: the diffusion entropy (eq. 4-5) where the refiner ran, the
         presegmenter's own entropy elsewhere (and everywhere with ``refine=False``)."""
-        refiner = self.refiner_for(options)
-        sampling = options.sampling(refiner.settings, self.device) if refiner else None
+        refiner = self.refiner_for(run.options)
         on_progress = lambda fraction: progress("diffusion", fraction)  # noqa: E731
-        if options.mode == "volume" and refiner is not None:
-            return refiner(images, presegmentation, sampling, on_progress, preseg_uncertainty)
-        return refine_slices(refiner, images, presegmentation, sampling, on_progress, preseg_uncertainty)
-
-    def describe_options(self, options: SegmentOptions) -> dict:
-        """The options as given, plus what they resolved to on this device (for the report)."""
-        settings = self.models.settings_for(options)
-        sampling = options.sampling(settings, self.device) if settings else None
-        return {**asdict(options), "resolved_device": str(self.device),
-                "resolved_sampling": asdict(sampling) if sampling else None}
+        if run.options.mode == "volume" and refiner is not None:
+            return refiner(images, presegmentation, run.sampling, on_progress, preseg_uncertainty)
+        return refine_slices(refiner, images, presegmentation, run.sampling, on_progress, preseg_uncertainty)
 
     def model_description(self) -> dict:
         description = {"spinesegdiff_version": __version__, "torch_version": torch.__version__,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..modelset.settings import SCHEDULES
 from .fusion import StepFusion
 from .networks import SpineSegDiffNet
 
@@ -49,7 +50,6 @@ class SamplingOptions:
     bfloat16: bool = False
 
 
-SCHEDULES = ("cosine", "linear_beta", "scaled_linear_beta")
 """Noise schedules a model config may name: MONAI's ``NoiseSchedules`` names (with MONAI's default beta
 range for the linear ones), passed to :func:`make_scheduler` as they are."""
 

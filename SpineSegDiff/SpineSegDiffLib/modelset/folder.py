@@ -38,6 +38,8 @@ RESOURCES_MODELS_DIR = Path(__file__).resolve().parents[3] / "Resources" / "Mode
 DEFAULT_PRESEGMENTER = "nnunet-2d-t2"
 DEFAULT_DIFFUSION = "spinesegdiff-2d-t2"
 DEFAULT_DIFFUSION_3D = "spinesegdiff-3d-t2"
+DEFAULT_GRADER = "disc-grading-t2"
+KINDS = ("nnunet", "diffusion", "grading")
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def find_models(models_dir: Path | None = None) -> list[ModelFolder]:
     root = Path(models_dir) if models_dir else DEFAULT_MODELS_DIR
     found = []
     for folder in sorted(root.glob("*/")) if root.is_dir() else []:
-        for kind in ("diffusion", "nnunet"):
+        for kind in KINDS:
             try:
                 found.append(open_model_folder(folder, kind))
                 break

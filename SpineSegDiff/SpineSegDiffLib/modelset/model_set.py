@@ -1,8 +1,10 @@
 """The model folders one segmenter uses, opened and checked before any weights are loaded.
 
-Opening reads each ``config.json``, verifies the weight checksums and reads the inference settings
-(:mod:`.model_settings`), so that a missing or unsupported model, and options that do not fit the
+Opening reads each ``config.json``, verifies the weight checksums and parses the inference settings
+once (:mod:`.settings`), so that a missing or unsupported model, and options that do not fit the
 models (:meth:`ModelSet.check`), are reported in well under a second, before seconds of loading.
+The set holds every model a run may use: presegmenter, 2D and 3D diffusion models and the disc grader.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -16,22 +18,28 @@ from ..options import SegmentOptions
 from .folder import (
     DEFAULT_DIFFUSION,
     DEFAULT_DIFFUSION_3D,
+    DEFAULT_GRADER,
     DEFAULT_PRESEGMENTER,
     ModelFolder,
     models_root,
     open_model_folder,
 )
-from .settings import DiffusionSettings, diffusion_settings, preprocessing_settings
+from .settings import DiffusionSettings, preprocessing_settings
+from .settings import diffusion_settings as read_diffusion_settings
 
 
 @dataclass(frozen=True)
 class ModelSet:
-    """Checked model folders: the presegmenter and the optional 2D and 3D diffusion models."""
+    """Checked model folders: the presegmenter, the optional 2D and 3D diffusion models (with their settings,
+    parsed once) and the optional disc grader."""
 
     root: Path
     presegmenter: ModelFolder
     diffusion: ModelFolder | None
     diffusion_3d: ModelFolder | None
+    grader: ModelFolder | None = None
+    diffusion_settings: DiffusionSettings | None = None
+    diffusion_3d_settings: DiffusionSettings | None = None
 
     def diffusion_for(self, mode: str) -> ModelFolder | None:
         """The diffusion model a mode refines with (3D for ``volume``, else 2D)."""
@@ -46,15 +54,13 @@ class ModelSet:
             name, kind = (DEFAULT_DIFFUSION_3D, "3D") if options.mode == "volume" else (DEFAULT_DIFFUSION, "2D")
             raise SpineSegDiffError(f"mode {options.mode!r} needs the {kind} diffusion model {name}, which is not "
                                     f"in {self.root}", "put it into the models folder, or use --no-refine")
-        return diffusion_settings(model.config, model.path)
+        return self.diffusion_3d_settings if options.mode == "volume" else self.diffusion_settings
 
     def check(self, options: SegmentOptions) -> None:
-        """Raise :class:`SpineSegDiffError` when ``options`` cannot run with these models."""
-        import torch
-
+        """Raise :class:`SpineSegDiffError` when ``options`` cannot run with these models (any device)."""
         settings = self.settings_for(options)
         if settings is not None:
-            options.sampling(settings, torch.device("cpu"))
+            options.sampling(settings, on_gpu=False)
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -68,32 +74,38 @@ class ModelSet:
 
 
 def open_models(models_dir: str | Path | None = None, presegmenter: str | Path | None = None,
-                diffusion: str | Path | None = None, diffusion_3d: str | Path | None = None) -> ModelSet:
+                diffusion: str | Path | None = None, diffusion_3d: str | Path | None = None,
+                grader: str | Path | None = None) -> ModelSet:
     """Open and check the model folders (names are looked up in ``models_dir``, default: the bundled one).
 
-    A diffusion model left at its default name may be absent (its modes then refuse to refine); one
-    named explicitly must exist. Every diffusion model's settings are read here, so an unsupported
-    one is refused now.
+    A diffusion model or grader left at its default name may be absent (its modes then refuse to refine;
+    levels are then not graded); one named explicitly must exist. Every diffusion model's settings are
+    parsed here, once, so an unsupported one is refused now.
     """
     root = models_root(models_dir)
+    diffusion_2d = _optional(root, diffusion, DEFAULT_DIFFUSION, "diffusion")
+    diffusion_3d_folder = _optional(root, diffusion_3d, DEFAULT_DIFFUSION_3D, "diffusion")
     models = ModelSet(
         root=root,
         presegmenter=open_model_folder(_model_path(root, presegmenter, DEFAULT_PRESEGMENTER), "nnunet"),
-        diffusion=_optional_diffusion(root, diffusion, DEFAULT_DIFFUSION),
-        diffusion_3d=_optional_diffusion(root, diffusion_3d, DEFAULT_DIFFUSION_3D),
+        diffusion=diffusion_2d, diffusion_3d=diffusion_3d_folder,
+        grader=_optional(root, grader, DEFAULT_GRADER, "grading"),
+        diffusion_settings=_settings(diffusion_2d), diffusion_3d_settings=_settings(diffusion_3d_folder),
     )
-    for model in (models.diffusion, models.diffusion_3d):
-        if model is not None:
-            diffusion_settings(model.config, model.path)
     _ = models.preprocessing
     return models
 
 
-def _optional_diffusion(root: Path, given: str | Path | None, default: str) -> ModelFolder | None:
+def _settings(model: ModelFolder | None) -> DiffusionSettings | None:
+    return None if model is None else read_diffusion_settings(model.config, model.path)
+
+
+def _optional(root: Path, given: str | Path | None, default: str, kind: str) -> ModelFolder | None:
+    """A model folder that may be absent when left at its default name; one named explicitly must exist."""
     path = _model_path(root, given, default)
     if not path.exists() and given is None:
         return None
-    return open_model_folder(path, "diffusion")
+    return open_model_folder(path, kind)
 
 
 def _model_path(root: Path, given: str | Path | None, default: str) -> Path:
