@@ -15,7 +15,6 @@ from conftest import oblique_direction, synthetic_spine  # noqa: E402
 
 from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
-from SpineSegDiffLib.outputs.segfile import read_seg_nrrd  # noqa: E402
 from SpineSegDiffSlicer import logic, mrml  # noqa: E402
 
 TINY_OPTIONS = {"preset": "fast", "samples": 2, "steps": 2, "fused_steps": 2}
@@ -214,16 +213,6 @@ def test_logic_path_heatmap_is_the_core_heatmap_on_the_input_grid(logic_run):
     np.testing.assert_allclose(matrix, expected_matrix, atol=1e-9)
     np.testing.assert_allclose(slicer.util.arrayFromVolume(nodes.heatmap),
                                sitk.GetArrayViewFromImage(result.uncertainty))
-
-
-def test_saved_results_are_a_seg_nrrd_and_a_heatmap_on_the_input_grid(logic_run, tmp_path):
-    _scene, volume, nodes, result, _ = logic_run
-    paths = logic.save_result_nodes(nodes, tmp_path, "case1")
-    labels, names = read_seg_nrrd(paths["segmentation"])
-    assert names == {s.name: str(s.value) for s in STRUCTURES}
-    np.testing.assert_array_equal(labels, sitk.GetArrayViewFromImage(result.labels))
-    heatmap = sitk.ReadImage(str(paths["uncertainty"]))
-    assert_same_geometry(heatmap, mrml.image_from_volume_node(volume), tolerance=1e-5)
 
 
 def test_review_regions_come_from_the_nodes_with_their_ras_centres(logic_run, tmp_path):

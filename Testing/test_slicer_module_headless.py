@@ -214,7 +214,8 @@ def test_batch_script_segments_a_folder_records_failures_and_skips_finished_case
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "good.seg.nrrd")))
     assert labels.shape == sitk.GetArrayViewFromImage(synthetic_spine()).shape
     assert set(np.unique(labels)) <= {0} | {s.value for s in STRUCTURES}
-    assert sitk.ReadImage(str(out / "good_uncertainty.nrrd")).GetSize() == synthetic_spine().GetSize()
+    assert sitk.ReadImage(str(out / "good_uncertainty.nii.gz")).GetSize() == synthetic_spine().GetSize()
+    assert (out / "good_report.json").is_file()  # the core's writer: finished when the report exists
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0  # inputs and results are released
     inputs.joinpath("blank.nrrd").unlink()
     assert batch.run(batch.parse_arguments(argv)) == 0

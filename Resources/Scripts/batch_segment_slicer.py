@@ -6,13 +6,15 @@ Usage::
         --input FOLDER_OR_SCENE --output OUT [--preset fast|standard|paper] [--mode central|slices|volume] \\
         [--device auto|cpu|cuda] [--samples S] [--steps N] [--seed K] [--models MODELS_DIR] [--overwrite]
 
-``--input`` is a folder of image files (NIfTI, NRRD, MHA/MHD) or a Slicer scene (``.mrb`` or ``.mrml``:
-every scalar volume in it is segmented). For each volume ``NAME`` it writes ``OUT/NAME.seg.nrrd`` (the
-three segments with names, colours and terminology) and ``OUT/NAME_uncertainty.nrrd`` (the heatmap on the
-input grid), then ``OUT/summary.json`` listing every case as ``done``, ``skipped`` (results already there;
-``--overwrite`` redoes them) or ``failed`` with the reason. It runs on the core's batch engine (the one
-behind ``spinesegdiff segment``): options and input files are checked before the models load, and a
-failing case, whatever the error, does not stop the others.
+``--input`` is a folder of image files (NIfTI, NRRD, MHA/MHD), an image file, a DICOM folder, or a Slicer
+scene (``.mrb`` or ``.mrml``: every scalar volume in it is segmented). Every case is written exactly as
+``spinesegdiff segment`` writes it (the core's one writer and naming rule: ``NAME_labels.nii.gz``,
+``NAME_uncertainty.nii.gz``, ``NAME.seg.nrrd``, levels, report, preview; a case is finished when its report
+exists), then ``OUT/summary.json`` lists every case as ``done``, ``skipped`` (results already there;
+``--overwrite`` redoes them) or ``failed`` with the reason. Files are planned and read by the core exactly
+as the command line does; scene volumes are taken from MRML. It runs on the core's batch engine: options
+and inputs are checked before the models load, and a failing case, whatever the error, does not stop the
+others.
 
 Exit status: 0 when every case is done or skipped, 1 when at least one failed (the last line says so),
 2 on bad arguments or options, or when the models cannot be loaded. ``PythonSlicer`` has no MRML scene:
@@ -33,7 +35,6 @@ if (MODULE_DIR / "SpineSegDiff.py").is_file() and str(MODULE_DIR) not in sys.pat
     sys.path.insert(0, str(MODULE_DIR))  # running from the source tree rather than an installed extension
 
 from SpineSegDiffLib.errors import SpineSegDiffError  # noqa: E402
-from SpineSegDiffLib.io import check_input, is_image_file, stem_of  # noqa: E402
 from SpineSegDiffLib.options import DEVICES, MODES, PRESET_NAMES  # noqa: E402
 from SpineSegDiffSlicer import install  # noqa: E402
 from SpineSegDiffSlicer import logic as core  # noqa: E402
@@ -43,7 +44,8 @@ SCENE_SUFFIXES = (".mrb", ".mrml")
 
 def parse_arguments(argv: list) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="batch_segment_slicer.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", type=Path, required=True, help="folder of volumes, or a .mrb/.mrml scene")
+    parser.add_argument("--input", type=Path, required=True,
+                        help="folder of volumes, an image file, a DICOM folder, or a .mrb/.mrml scene")
     parser.add_argument("--output", type=Path, required=True, help="output folder")
     parser.add_argument("--preset", choices=PRESET_NAMES, default="standard")
     parser.add_argument("--mode", choices=MODES, default="central")
@@ -56,89 +58,73 @@ def parse_arguments(argv: list) -> argparse.Namespace:
     return parser.parse_args(argv[1:] if argv and argv[0] == "--" else argv)
 
 
-def list_sources(source: Path) -> list:
-    """What to segment: the image files of a folder (loaded one at a time), or every scalar volume of a scene."""
-    if source.is_file() and source.name.lower().endswith(SCENE_SUFFIXES):
-        slicer.util.loadScene(str(source))
-        return [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                if not node.IsA("vtkMRMLLabelMapVolumeNode") and not node.GetAttribute(core.ROLE_ATTRIBUTE)]
-    if not source.is_dir():
-        raise SpineSegDiffError(f"{source} is neither a folder nor a .mrb/.mrml scene", "check --input")
-    return [path for path in sorted(source.iterdir()) if is_image_file(path)]
+def is_scene(source: Path) -> bool:
+    return source.is_file() and source.name.lower().endswith(SCENE_SUFFIXES)
 
 
-def output_paths(out_dir: Path, stem: str) -> dict:
-    return {"segmentation": out_dir / f"{stem}.seg.nrrd", "uncertainty": out_dir / f"{stem}_uncertainty.nrrd"}
+def scene_volumes(scene_file: Path) -> list:
+    """Every scalar volume of a scene (labelmaps and SpineSegDiff's own heatmaps excepted)."""
+    slicer.util.loadScene(str(scene_file))
+    return [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+            if not node.IsA("vtkMRMLLabelMapVolumeNode") and not node.GetAttribute(core.ROLE_ATTRIBUTE)]
 
 
-def unique_stem(name: str, used: set) -> str:
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "volume"
-    candidate, n = stem, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{stem}_{n}"
-    used.add(candidate)
-    return candidate
+def node_cases(volumes: list, out_dir: Path, overwrite: bool) -> list:
+    """Engine cases for volume nodes, named like files (a taken name fails, as in the command line)."""
+    from SpineSegDiffLib.apps.cases import Case
+    from SpineSegDiffLib.outputs.writer import is_complete
 
-
-def plan_cases(sources: list, args) -> list:
-    """Engine cases, plus entries decided before any model loads (results there, unreadable file)."""
-    from SpineSegDiffLib.apps.batch import Case
-
-    planned, used = [], set()
-    for source in sources:
-        name = str(source) if isinstance(source, Path) else source.GetName()
-        stem = unique_stem(stem_of(source) if isinstance(source, Path) else name, used)
+    planned, seen = [], set()
+    for volume in volumes:
+        name = volume.GetName()
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "volume"
         entry = {"input": name, "stem": stem}
-        if all(p.is_file() for p in output_paths(args.output, stem).values()) and not args.overwrite:
+        if stem in seen:
+            planned.append({**entry, "status": "failed", "reason": f"another volume has the name {stem!r}"})
+        elif is_complete(out_dir, stem) and not overwrite:
             planned.append({**entry, "status": "skipped", "reason": "results already exist (use --overwrite to redo)"})
-            continue
-        try:
-            if isinstance(source, Path):
-                check_input(source)
-            planned.append(Case(name, stem, source))
-        except SpineSegDiffError as error:
-            planned.append({**entry, "status": "failed", "reason": str(error)})
+        else:
+            planned.append(Case(name, stem, volume))
+        seen.add(stem)
     return planned
 
 
 def print_progress(name: str):
-    """A progress callback printing each new stage once."""
-    seen = set()
+    """A progress callback printing each stage when it begins."""
+    last = [None]
 
     def progress(stage: str, fraction: float) -> None:
-        if stage not in seen:
-            seen.add(stage)
+        if stage != last[0]:
+            last[0] = stage
             print(f"  {name}: {stage}", flush=True)
 
     return progress
 
 
-def segment_volume_node(volume, segmenter, options, progress):
-    """One volume node through the core, in this process (a batch script has no GUI to keep responsive)."""
-    result = segmenter.segment(core.image_for_volume_node(volume), options, progress)
-    return core.add_result_nodes(slicer.mrmlScene, volume, result.labels, result.uncertainty, closed_surface=False)
-
-
-def segment_case(options, out_dir: Path):
-    """The engine's work for one case: load (files), segment into MRML nodes, save, remove the nodes."""
+def segment_node(options, out_dir: Path, overwrite: bool):
+    """The engine's work for one volume node: segment it through the core and write it with the core's writer."""
+    from SpineSegDiffLib.outputs.writer import write_case
 
     def work(case, segmenter) -> dict:
-        loaded = isinstance(case.source, Path)
-        volume = slicer.util.loadVolume(str(case.source)) if loaded else case.source
-        try:
-            nodes = segment_volume_node(volume, segmenter, options, print_progress(case.stem))
-            try:
-                written = core.save_result_nodes(nodes, out_dir, case.stem)
-            finally:
-                for node in (nodes.segmentation, nodes.heatmap):
-                    slicer.mrmlScene.RemoveNode(node)
-        finally:
-            if loaded:
-                slicer.mrmlScene.RemoveNode(volume)
-        return {key: str(path) for key, path in written.items()}
+        image = core.image_for_volume_node(case.source)
+        result = segmenter.segment(image, options, print_progress(case.stem))
+        report = write_case(result, out_dir, case.stem, case.name, overwrite)
+        return {"slice_index": report["slice_index"], "seconds": report["timings_s"]["total"]}
 
     return work
+
+
+def plan(args, options):
+    """The cases and the work for them: the core's file cases and work, or the volumes of a scene."""
+    from SpineSegDiffLib.apps.cases import file_cases, segment_file
+
+    if is_scene(args.input):
+        return node_cases(scene_volumes(args.input), args.output, args.overwrite), segment_node(
+            options, args.output, args.overwrite)
+    if not args.input.exists():
+        raise SpineSegDiffError(f"{args.input} is neither a folder nor a .mrb/.mrml scene", "check --input")
+    work = segment_file(args.output, options, overwrite=args.overwrite, progress=print_progress("case"))
+    return file_cases([args.input], args.output, args.overwrite), work
 
 
 def dependency_problem() -> str | None:
@@ -165,9 +151,9 @@ def run(args) -> int:
     options = core.make_options(args.mode, args.preset, args.device, args.samples, args.steps, args.seed)
     models = open_models(args.models)
     models.check(options)
-    cases = plan_cases(list_sources(args.input), args)
+    cases, work = plan(args, options)
     engine = BatchEngine(models, options, args.output, lambda line: print(line, flush=True))
-    summary = engine.run(cases, segment_case(options, args.output))
+    summary = engine.run(cases, work)
     print(summary_line(summary, args.output))
     return 1 if any(case["status"] == "failed" for case in summary["cases"]) else 0
 

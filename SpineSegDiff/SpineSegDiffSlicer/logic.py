@@ -182,12 +182,3 @@ def write_review_input(scene, nodes: ResultNodes, folder: Path) -> tuple[Path, P
     sitk.WriteImage(labels, str(paths[0]), useCompression=True)
     sitk.WriteImage(heatmap, str(paths[1]), useCompression=True)
     return paths
-
-
-def save_result_nodes(nodes: ResultNodes, out_dir: Path, stem: str) -> dict[str, Path]:
-    """Write ``STEM.seg.nrrd`` and ``STEM_uncertainty.nrrd`` into ``out_dir``; returns the paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"segmentation": out_dir / f"{stem}.seg.nrrd", "uncertainty": out_dir / f"{stem}_uncertainty.nrrd"}
-    mrml.save_node(nodes.segmentation, paths["segmentation"])
-    mrml.save_node(nodes.heatmap, paths["uncertainty"])
-    return paths
