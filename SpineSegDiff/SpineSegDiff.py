@@ -30,8 +30,9 @@ from slicer.util import VTKObservationMixin
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.labels import STRUCTURES, by_key
 from SpineSegDiffLib.options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES
-from SpineSegDiffSlicer import install, levels_mrml, sample_data
+from SpineSegDiffSlicer import install, levels_mrml, roles, sample_data
 from SpineSegDiffSlicer import logic as core
+from SpineSegDiffSlicer.jobs import Jobs
 from SpineSegDiffSlicer.worker_client import WorkerClient
 
 POLL_MS = 150
@@ -114,8 +115,6 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._jobVolume = None
         self._regions = []
         self._report = {}
         self._shown = {"opacity": None, "threshold": None}
@@ -198,7 +197,7 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.centralRadioButton.checked = node.mode == "central"
         self.ui.slicesRadioButton.checked = node.mode == "slices"
         self.ui.volumetricRadioButton.checked = node.mode == "volume"
-        self.ui.segmentButton.enabled = node.inputVolume is not None and self._job is None
+        self.ui.segmentButton.enabled = node.inputVolume is not None and not self._running()
         self.ui.segmentButton.toolTip = "Segment the input volume" if node.inputVolume else "Select an input volume"
         if node.outputHeatmap is not None and node.heatmapOpacity != self._shown["opacity"]:
             slicer.util.setSliceViewerLayers(foregroundOpacity=node.heatmapOpacity)
@@ -216,40 +215,43 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSegment(self) -> None:
         """Validate the input, write it for the worker and send the request (returns at once)."""
         node = self._parameterNode
-        if self._job is not None or not self.logic.ensureRequirements():
+        if self._running() or not self.logic.ensureRequirements():
             return
         try:
             options = core.make_options(node.mode, node.preset, node.device, node.samples, node.steps, node.seed)
-            self._job = self.logic.startJob(node.inputVolume, options)
+            self.logic.startJob(node.inputVolume, options)
         except Exception as error:
             showError(error)
             return
-        self._jobVolume = node.inputVolume
         self._setRunning(True)
         self._timer.start()
         slicer.util.showStatusMessage("SpineSegDiff: segmenting " + node.inputVolume.GetName() + "...")
 
     def onReinstall(self) -> None:
         """Reinstall the Python dependencies (the repair path after a failed or interrupted install)."""
-        if self._job is None:
+        if not self._running():
             self.logic.reinstallDependencies()
 
     def onCancel(self) -> None:
         """Kill the worker now (it restarts on the next click); nothing is added to the scene."""
-        if self._job is None:
+        if not self._running():
             return
         self.logic.cancelJob()
         self._endJob("Cancelled: nothing was added to the scene.")
 
+    def _running(self):
+        """The job in flight (held by the logic's :class:`~SpineSegDiffSlicer.jobs.Jobs`), or None."""
+        return self.logic.jobs.running if self.logic else None
+
     def _endJob(self, status: str) -> None:
         self._timer.stop()
-        self._job = None
         self._setRunning(False)
         self.ui.statusLabel.text = status
         slicer.util.showStatusMessage("SpineSegDiff: " + status, 5000)
 
     def _pollJob(self) -> None:
         """Timer tick: read the worker's events (non-blocking) and act on the last ones."""
+        job, source = self._running(), self.logic.jobs.source
         for event in self.logic.pollJob():
             kind = event.get("event")
             if kind == "progress":
@@ -259,25 +261,21 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._endJob("Failed.")
                 showError(SpineSegDiffError(event["message"]), event.get("details", ""))
                 return
-            elif kind == "result" and self._job.kind == "review":
-                job = self._job
+            elif kind == "result" and job.kind == "review":
                 self._endJob("Review list updated.")
-                self.logic.loadReview(job, event["files"], self._parameterNode.outputSegmentation,
-                                      self._parameterNode.outputHeatmap)
+                self.logic.loadReview(job, event["files"], source.segmentation, source.heatmap)
                 self.updateRegionsTable()
                 return
             elif kind == "result":
-                job, self._job = self._job, None
                 self._endJob("Loading the result...")
-                self._publish(job, event)
+                self._publish(job, source, event)
                 return
 
-    def _publish(self, job, event) -> None:
+    def _publish(self, job, volume, event) -> None:
         """Main thread: add the result nodes (or nothing) and show them."""
-        volume = self._jobVolume
         if volume is None or volume.GetScene() is not slicer.mrmlScene:
             self.ui.statusLabel.text = "The input volume was removed: the result was discarded."
-            self.logic.discardJob(job)
+            self.logic.jobs.discard(job)
             return
         try:
             parameterNode = self._parameterNode or self.logic.getParameterNode()
@@ -308,10 +306,10 @@ class SpineSegDiffWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onRefreshRegions(self) -> None:
         """Ask the worker for the regions of the current segments (e.g. after edits); the list follows."""
         node = self._parameterNode
-        if self._job is not None or not node or not node.outputSegmentation or not node.outputHeatmap:
+        if self._running() or not node or not node.outputSegmentation or not node.outputHeatmap:
             return
         try:
-            self._job = self.logic.startReview(node.outputSegmentation, node.outputHeatmap)
+            self.logic.startReview(node.outputSegmentation, node.outputHeatmap)
         except Exception as error:
             showError(error)
             return
@@ -407,9 +405,8 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
     def __init__(self, modelsDir: Path | None = None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.modelsDir = modelsDir  # None: the bundled models (Resources/Models)
-        self.worker = None  # WorkerClient, created on the first run
+        self.jobs = Jobs(self._makeWorkerClient)  # the running job: request, input folder, source node
         self.review = core.ReviewCache()
-        self._inputDir = None
 
     def getParameterNode(self):
         return SpineSegDiffParameterNode(super().getParameterNode())
@@ -417,7 +414,7 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
     def firstInputVolume(self):
         """The first scalar volume that is not a SpineSegDiff heatmap, or None."""
         for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
-            if not node.GetAttribute(core.ROLE_ATTRIBUTE) and not node.IsA("vtkMRMLLabelMapVolumeNode"):
+            if not roles.is_result(node) and not node.IsA("vtkMRMLLabelMapVolumeNode"):
                 return node
         return None
 
@@ -461,70 +458,37 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
         importlib.invalidate_caches()
         return True
 
-    def workerClient(self) -> WorkerClient:
-        """The client of the worker process (the process itself starts with the first request)."""
-        if self.worker is None:
-            from SpineSegDiffSlicer.qprocess_runner import QProcessRunner
+    def _makeWorkerClient(self) -> WorkerClient:
+        from SpineSegDiffSlicer.qprocess_runner import QProcessRunner
 
-            self.worker = WorkerClient(QProcessRunner, models_dir=self.modelsDir)
-        return self.worker
+        return WorkerClient(QProcessRunner, models_dir=self.modelsDir)
 
     def startJob(self, volumeNode, options):
         """Write the volume for the worker and send the request; poll with :meth:`pollJob`."""
-        return self._startWithInput(lambda folder: self.workerClient().submit(
-            core.write_input(volumeNode, folder), core.worker_options(options), stem="volume"))
+        return self.jobs.start(lambda client, folder: client.submit(
+            core.write_input(volumeNode, folder), core.worker_options(options), stem="volume"), source=volumeNode)
 
     def startReview(self, segmentationNode, heatmapNode):
         """Send the current segments and heatmap to the worker for new review regions (see :meth:`loadReview`)."""
         nodes = core.ResultNodes(segmentationNode, heatmapNode)
-        return self._startWithInput(lambda folder: self.workerClient().submit_review(
-            *core.write_review_input(slicer.mrmlScene, nodes, folder)))
-
-    def _startWithInput(self, submit):
-        """``submit(folder)`` with a new temporary input folder; on failure the folder is removed at once."""
-        import shutil
-        import tempfile
-
-        inputDir = Path(tempfile.mkdtemp(prefix="SpineSegDiff-input-"))
-        try:
-            job = submit(inputDir)
-        except Exception:
-            shutil.rmtree(inputDir, ignore_errors=True)
-            raise
-        self._inputDir = inputDir
-        return job
+        return self.jobs.start(lambda client, folder: client.submit_review(
+            *core.write_review_input(slicer.mrmlScene, nodes, folder)), source=nodes)
 
     def loadReview(self, job, files: dict, segmentationNode, heatmapNode) -> None:
         """Take the worker's review regions for these nodes; the worker's files are removed."""
         try:
             self.review.load(core.ResultNodes(segmentationNode, heatmapNode), files.get("review"))
         finally:
-            self.discardJob(job)
+            self.jobs.discard(job)
 
     def pollJob(self) -> list:
-        events = self.workerClient().poll()
-        if any(e.get("event") in ("result", "error") for e in events):
-            self._removeInput()
-        return events
+        return self.jobs.poll()
 
     def cancelJob(self) -> None:
-        self.workerClient().cancel()
-        self._removeInput()
-
-    def discardJob(self, job) -> None:
-        self.workerClient().discard(job)
+        self.jobs.cancel()
 
     def closeWorker(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
-        self._removeInput()
-
-    def _removeInput(self) -> None:
-        import shutil
-
-        if self._inputDir is not None:
-            shutil.rmtree(self._inputDir, ignore_errors=True)
-            self._inputDir = None
+        self.jobs.close()
 
     def loadResult(self, volumeNode, job, files: dict, newNodes: bool = False):
         """Result nodes from the worker's files (then the files are removed) and the run's report; the report's
@@ -540,7 +504,7 @@ class SpineSegDiffLogic(ScriptedLoadableModuleLogic):
                                     new_nodes=newNodes)
             return nodes, report
         finally:
-            self.discardJob(job)
+            self.jobs.discard(job)
 
     def showResults(self, volumeNode, nodes, report: dict, opacity: float) -> None:
         """Image under the heatmap in 2D, segments in 2D and 3D, views on the processed slice."""

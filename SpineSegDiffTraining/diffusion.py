@@ -18,13 +18,14 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 from tqdm import tqdm
 
-from SpineSegDiffLib.labels import NUM_CLASSES
 from SpineSegDiffLib.inference.networks import NetworkConfig, SpineSegDiffNet
 from SpineSegDiffLib.inference.postprocess import roi_columns
 from SpineSegDiffLib.inference.sampling import make_scheduler
+from SpineSegDiffLib.labels import NUM_CLASSES
 
 from .augment import corrupt_labels, intensity, random_affine, warp
 from .clinical import ClinicalAugmentation, clinical_degradation, random_thickness, thick_slab
+from .configs import PATCH_3D
 from .prepare import load_case
 
 
@@ -45,7 +46,7 @@ class DiffusionTrainingConfig:
     weight_decay: float = 1e-4
     presegmentation_probability: float = 0.7
     crop_width: int = 160
-    patch_size: tuple[int, int, int] = (16, 128, 128)
+    patch_size: tuple[int, int, int] = PATCH_3D
     checkpoint_every: int = 50
     seed: int = 0
     clinical: ClinicalAugmentation | None = field(default_factory=ClinicalAugmentation)

@@ -13,16 +13,17 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from SpineSegDiffLib.inference.pipeline import Segmenter
 from SpineSegDiffLib.labels import STRUCTURES
 from SpineSegDiffLib.options import SegmentOptions
-from SpineSegDiffLib.inference.pipeline import Segmenter
 
+from .configs import EVAL_STEPS
 from .datasets import load_dataset
 from .metrics import label_scores, pearson
 from .splits import Splits
 from .workspace import Workspace
 
-STEP_GRID = (1, 2, 5, 10)
+STEP_GRID = EVAL_STEPS
 
 
 def processed_slice(image: sitk.Image, axis: int, index: int) -> np.ndarray:

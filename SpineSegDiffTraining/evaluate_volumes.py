@@ -12,8 +12,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from SpineSegDiffLib.options import SegmentOptions
 from SpineSegDiffLib.inference.pipeline import Segmenter
+from SpineSegDiffLib.options import SegmentOptions
 
 from .datasets import load_dataset
 from .evaluate import method_table

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.anatomy.grading import FEATURE_NAMES, predict_heads, slice_features, standardise
 from SpineSegDiffLib.anatomy.levels import Levels, find_levels
+from SpineSegDiffLib.errors import SpineSegDiffError
 
+from .configs import GradingConfig
 from .grading_fit import fit_binary, fit_multinomial, fit_ordinal, standardiser
 from .grading_report import evaluation_metrics, grade_scores, source_comparison, write_bundle
 from .metrics import auroc
@@ -69,7 +70,8 @@ def patient_number(case_id: str) -> int:
 def read_gradings(path: Path) -> dict[tuple[int, int], tuple[int, int, int]]:
     """``(patient, IVD label) -> (Pfirrmann grade, narrowing 0/1, Modic change 0/1)``."""
     if not path.is_file():
-        raise SpineSegDiffError(f"no {GRADINGS_FILE} at {path}", "pass --gradings or put it into the data folder")
+        raise SpineSegDiffError(f"no {GRADINGS_FILE} at {path}",
+                                "put it into the data folder or pass its path (grading --gradings FILE)")
     with open(path, newline="") as stream:
         return {(int(r["Patient"]), int(r["IVD label"])):
                 (int(r["Pfirrman grade"]), int(r["Disc narrowing"]), int(int(r["Modic"]) > 0))
@@ -248,12 +250,15 @@ def pipeline_samples(cases: dict, files: dict[str, Path], case_ids: list[str], t
     return to_samples(rows)
 
 
-def run_grading(workspace, args) -> dict:
-    """Prepare, select by cross-validation, fit, evaluate on the test patients (ground-truth masks, then
-    the pipeline's segmentation with the segmentation models of ``args.out``), bundle into
-    ``args.out/disc-grading-t2``."""
-    cases, splits, files = workspace.prepare(args.data, args.folds)
-    table = read_gradings(Path(args.data) / GRADINGS_FILE)
+def run_grading(config: GradingConfig) -> dict:
+    """``grading``: prepare, select by cross-validation, fit, evaluate on the test patients (ground-truth masks,
+    then the pipeline's segmentation with the segmentation models of ``config.out``), bundle into
+    ``config.out/disc-grading-t2``."""
+    from .workspace import open_workspace
+
+    workspace = open_workspace(config.work, config.threads)
+    cases, splits, files = workspace.prepare(config.data, config.folds)
+    table = read_gradings(config.gradings or Path(config.data) / GRADINGS_FILE)
     run_dir = workspace.root / "grading"
     training = disc_samples(files, splits.train_val, table)
     folds = [[patient_number(c) for c in fold] for fold in splits.folds]
@@ -266,10 +271,10 @@ def run_grading(workspace, args) -> dict:
                 "training_samples": len(training["grade"]), "cross_validation_discs": len(cv_truth["grade"]),
                 "test_discs": len(test["grade"]), "test_cases": splits.test}
     segmented = pipeline_samples({c.case_id: c for c in cases}, files, splits.test, table,
-                                 run_dir / PIPELINE_FOLDER, Path(args.out), args.device)
+                                 run_dir / PIPELINE_FOLDER, Path(config.out), config.device)
     metrics["pipeline_segmentation"] = source_comparison(lambda f: predict_heads(model, f), test, segmented)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "selection.json").write_text(json.dumps({"choice": choice, "candidates": candidates}, indent=2) + "\n")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_bundle(model, Path(args.out) / "disc-grading-t2", metrics, candidates)
+    write_bundle(model, Path(config.out) / "disc-grading-t2", metrics, candidates)
     return metrics

@@ -1,5 +1,6 @@
 """Presegmentation training with nnU-Net v2: export, plan, preprocess, train folds, out-of-fold
-predictions, and a bundled model folder that SpineSegDiff's presegmenter loads.
+predictions (:mod:`.bundle` makes the model folder). The ``nnunet`` stage of the work-folder path; the bank
+path trains the same planned network with its own loop (:mod:`.nnunet_loop`).
 
 nnU-Net reads its folders from ``nnUNet_raw`` / ``nnUNet_preprocessed`` / ``nnUNet_results`` when
 it is first imported; :func:`use_work_dir` sets them from an explicit work folder, so call it before
@@ -10,22 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from SpineSegDiffLib.labels import STRUCTURES
-from SpineSegDiffLib.modelset.folder import write_config
 
+from .configs import PRESEGMENTER_CONFIGURATION as CONFIGURATION
 from .prepare import load_case
 from .splits import Splits
 
 DATASET_ID = 501
 DATASET_NAME = f"Dataset{DATASET_ID}_SpineSegDiff"
 PLANS = "nnUNetPlans"
-CONFIGURATION = "2d"
 SMALL_FEATURES_CAP = 128
 SMALL_BATCH = 4
 
@@ -95,29 +94,41 @@ def shrink_2d_plans(plans_file: Path) -> None:
     plans_file.write_text(json.dumps(plans, indent=2))
 
 
-def train_fold(fold: int | str, trainer_class=None, device: str = "cpu"):
-    """Train (or resume) one fold, then predict its validation cases (out-of-fold presegmentations)."""
+def trainer_class(name: str) -> type:
+    """The nnU-Net trainer ``name`` stands for: ``cpu`` (the CPU budget) or ``smoke`` (a few iterations)."""
+    from .nnunet_trainer import nnUNetTrainerSpineCPU, nnUNetTrainerSpineSmoke
+
+    return {"cpu": nnUNetTrainerSpineCPU, "smoke": nnUNetTrainerSpineSmoke}[name]
+
+
+def results_folder(trainer_class_name: str) -> Path:
+    """nnU-Net's output folder of ``trainer_class_name`` (``fold_k/`` inside, plans and dataset.json beside)."""
+    from nnunetv2.paths import nnUNet_results
+
+    return Path(nnUNet_results) / DATASET_NAME / f"{trainer_class_name}__{PLANS}__{CONFIGURATION}"
+
+
+def train_fold(fold: int | str, trainer: type | None = None, device: str = "cpu"):
+    """Train (or resume) one fold with ``trainer`` (default: the CPU budget), then predict its validation
+    cases (out-of-fold presegmentations)."""
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
+    from nnunetv2.paths import nnUNet_preprocessed
 
-    from .nnunet_trainer import nnUNetTrainerSpineCPU
-
-    trainer_class = trainer_class or nnUNetTrainerSpineCPU
+    trainer = trainer or trainer_class("cpu")
     folder = Path(nnUNet_preprocessed) / DATASET_NAME
     plans, dataset_json = load_json(str(folder / f"{PLANS}.json")), load_json(str(folder / "dataset.json"))
-    output = Path(nnUNet_results) / DATASET_NAME / f"{trainer_class.__name__}__{PLANS}__{CONFIGURATION}"
-    output = output / f"fold_{fold}"
-    resume_from = _checkpoint_to_resume(output, trainer_class.EPOCHS)
+    output = results_folder(trainer.__name__) / f"fold_{fold}"
+    resume_from = _checkpoint_to_resume(output, trainer.EPOCHS)
     if resume_from == "finished":
         return None
     plans["continue_training"] = resume_from is not None  # nnU-Net's trainer takes this flag via the plans
-    trainer = trainer_class(plans, CONFIGURATION, fold, dataset_json, torch.device(device))
+    run = trainer(plans, CONFIGURATION, fold, dataset_json, torch.device(device))
     if resume_from is not None:
-        trainer.load_checkpoint(str(resume_from))
-    trainer.run_training()
-    trainer.perform_actual_validation(False)
-    return trainer
+        run.load_checkpoint(str(resume_from))
+    run.run_training()
+    run.perform_actual_validation(False)
+    return run
 
 
 def _checkpoint_to_resume(output: Path, epochs: int) -> Path | str | None:
@@ -133,9 +144,7 @@ def _checkpoint_to_resume(output: Path, epochs: int) -> Path | str | None:
 
 def oof_prediction_files(trainer_class_name: str, splits: Splits) -> dict[str, Path]:
     """Case id -> out-of-fold presegmentation written by :func:`train_fold` (where present)."""
-    from nnunetv2.paths import nnUNet_results
-
-    base = Path(nnUNet_results) / DATASET_NAME / f"{trainer_class_name}__{PLANS}__{CONFIGURATION}"
+    base = results_folder(trainer_class_name)
     found = {}
     for k in range(len(splits.folds)):
         for case_id in splits.folds[k]:
@@ -147,37 +156,6 @@ def oof_prediction_files(trainer_class_name: str, splits: Splits) -> dict[str, P
 
 def first_trained_fold(trainer_class_name: str) -> Path | None:
     """``.../fold_k`` of the first fold with a final checkpoint, or None."""
-    from nnunetv2.paths import nnUNet_results
-
-    base = Path(nnUNet_results) / DATASET_NAME / f"{trainer_class_name}__{PLANS}__{CONFIGURATION}"
+    base = results_folder(trainer_class_name)
     done = sorted(p.parent for p in base.glob("fold_*/checkpoint_final.pth"))
     return done[0] if done else None
-
-
-def bundle_model(trainer_class_name: str, folds: list[int], destination: Path, training: dict) -> None:
-    """Copy dataset.json, plans.json and weight-only checkpoints into a self-describing model folder."""
-    import torch
-    from nnunetv2.paths import nnUNet_results
-
-    source = Path(nnUNet_results) / DATASET_NAME / f"{trainer_class_name}__{PLANS}__{CONFIGURATION}"
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in ("dataset.json", "plans.json"):
-        shutil.copy(source / name, destination / name)
-    files = []
-    for fold in folds:
-        path = source / f"fold_{fold}" / "checkpoint_final.pth"
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own training output
-        slim = {
-            "network_weights": checkpoint["network_weights"],
-            "trainer_name": checkpoint["trainer_name"],
-            "configuration": CONFIGURATION,
-            "inference_allowed_mirroring_axes": checkpoint["inference_allowed_mirroring_axes"],
-        }
-        (destination / f"fold_{fold}").mkdir(exist_ok=True)
-        torch.save(slim, destination / f"fold_{fold}" / "checkpoint.pth")
-        files.append(f"fold_{fold}/checkpoint.pth")
-    config = {
-        "kind": "nnunet", "id": destination.name, "configuration": CONFIGURATION, "folds": folds,
-        "checkpoint": "checkpoint.pth", "training": training,
-    }
-    write_config(destination, config, ["dataset.json", "plans.json", *files])

@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from .augment import intensity, random_affine, warp
 from .clinical import ClinicalAugmentation, clinical_degradation
+from .configs import PRESEGMENTER_CONFIGURATION as CONFIGURATION
 from .diffusion import SliceBank, resume_training_state, save_training_state
 
-CONFIGURATION = "2d"
 TRAINER_NAME = "SpineSegDiffSliceBankLoop"
 CLINICAL = ClinicalAugmentation()
 
@@ -152,12 +152,18 @@ def train_presegmenter(bank: SliceBank, plans: dict, dataset_json: dict, out_dir
     return net
 
 
+def presegmenter_checkpoint(weights: dict, trainer_name: str, mirroring_axes=None, **extra) -> dict:
+    """The weights-only checkpoint a bundled presegmenter holds, in nnU-Net's key names (its predictor loads
+    it), whichever trainer made the weights: this loop or nnU-Net's own (:func:`.bundle.run_bundle`)."""
+    return {"network_weights": weights, "trainer_name": trainer_name, "configuration": CONFIGURATION,
+            "inference_allowed_mirroring_axes": mirroring_axes, **extra}
+
+
 def save_weights(net: torch.nn.Module, path: Path, iterations: int) -> None:
     """The weights-only checkpoint the presegmenter loads (nnU-Net's key names)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu() for k, v in net.state_dict().items()}
-    torch.save({"network_weights": state, "trainer_name": TRAINER_NAME, "configuration": CONFIGURATION,
-                "inference_allowed_mirroring_axes": None, "iterations": iterations}, path)
+    torch.save(presegmenter_checkpoint(state, TRAINER_NAME, iterations=iterations), path)
 
 
 @torch.no_grad()

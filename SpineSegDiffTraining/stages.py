@@ -1,86 +1,93 @@
-"""The training stages behind ``spinesegdiff-train`` (nnU-Net, diffusion, bundle, evaluate)."""
+"""The work-folder stages (nnU-Net's own training on a CPU, then the refiners, evaluation, model cards), each
+a function of its typed config (:mod:`.configs`), resumable from ``config.work``:
+
+    run_prepare, run_export_bank, run_nnunet, run_diffusion, run_diffusion3d, run_evaluate,
+    run_evaluate_volumes, run_evaluate_thick, run_all
+
+(``bundle`` is :func:`.bundle.run_bundle`, ``grading`` :func:`.grading.run_grading`, the bank path :mod:`.bank`.)
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-import SimpleITK as sitk
 import torch
 
-from SpineSegDiffLib.modelset.folder import (
-    DEFAULT_DIFFUSION,
-    DEFAULT_DIFFUSION_3D,
-    DEFAULT_PRESEGMENTER,
-    ModelFolder,
-    write_config,
-)
 from SpineSegDiffLib.inference.networks import NetworkConfig
-from SpineSegDiffLib.inference.presegment import NnUNetPresegmenter
-from SpineSegDiffLib.inference.volumetric import DEFAULT_OVERLAP
+from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER, ModelFolder
 
 from . import nnunet
+from .configs import (
+    FEATURES_2D,
+    FEATURES_3D,
+    AllConfig,
+    BundleConfig,
+    Diffusion3dConfig,
+    DiffusionConfig,
+    EvaluateConfig,
+    EvaluateThickConfig,
+    EvaluateVolumesConfig,
+    ExportBankConfig,
+    NnunetConfig,
+    PrepareConfig,
+    narrow,
+)
 from .diffusion import DiffusionTrainingConfig, SliceBank, config_to_json, train_diffusion
-from .model_card import write_model_cards
-from .nnunet_trainer import nnUNetTrainerSpineCPU, nnUNetTrainerSpineSmoke
-from .prepare import load_case
 from .splits import Splits
-from .volumes import VolumeBank
-from .workspace import Workspace
+from .summary import record_device, training_summary
+from .workspace import Workspace, open_workspace
 
-TRAINERS = {"cpu": nnUNetTrainerSpineCPU, "smoke": nnUNetTrainerSpineSmoke}
-FEATURES_2D = (16, 16, 32, 64, 128, 16)
-FEATURES_3D = (8, 8, 16, 32, 64, 8)
-"""Half the 2D widths: one 3D training step of 2 patches of 16 x 128 x 128 takes about 3 s on 2 CPU cores."""
 BATCH_3D = 2
+"""3D patches per step of the work-folder path (CPU)."""
 
 
-def run(stage: str, workspace: Workspace, args: argparse.Namespace) -> None:
-    _, splits, files = workspace.prepare(args.data, args.folds)
-    if stage == "export-bank":
-        from .bank_run import export_bank
-
-        export_bank(files, splits, args.out / DEFAULT_PRESEGMENTER, args.bank)
-    if stage in ("nnunet", "all"):
-        train_presegmentation(workspace, splits, files, args)
-    if stage in ("diffusion", "all"):
-        train_refinement(workspace, splits, files, args)
-    if stage in ("diffusion3d", "all"):
-        train_volumetric_refinement(workspace, splits, files, args)
-    if stage in ("bundle", "all"):
-        bundle(workspace, splits, args)
-    if stage in ("evaluate", "all"):
-        from .evaluate import evaluate_models
-
-        evaluate_models(workspace, splits, args.out, args.data, args.device, tuple(args.eval_steps))
-    if stage in ("evaluate-volumes", "all") and (args.out / DEFAULT_DIFFUSION_3D).is_dir():
-        from .evaluate_volumes import evaluate_volumes
-
-        evaluate_volumes(workspace, splits, args.out, args.data, args.device)
-    if stage == "evaluate-thick":
-        from .thick_slices import evaluate_thick_slices
-
-        evaluate_thick_slices(splits, args.out, args.data, workspace.evaluation, args.device)
-    if stage in ("evaluate", "evaluate-volumes", "all"):
-        write_model_cards(args.out, workspace.evaluation, training_summary(workspace, args))
+def prepared(config: PrepareConfig) -> tuple[Workspace, Splits, dict[str, Path]]:
+    """The work folder of ``config`` (see :func:`~.workspace.open_workspace`), its split and model-space cases."""
+    workspace = open_workspace(config.work, getattr(config, "threads", None))
+    _, splits, files = workspace.prepare(config.data, config.folds)
+    return workspace, splits, files
 
 
-def train_presegmentation(workspace: Workspace, splits: Splits, files: dict[str, Path], args) -> None:
-    """Export, plan and preprocess once, then train each fold (resumable) with OOF predictions."""
+def run_prepare(config: PrepareConfig) -> Splits:
+    """``prepare``: cache the cases in model space and make (or reuse) the split; returns the split."""
+    return prepared(config)[1]
+
+
+def run_export_bank(config: ExportBankConfig) -> Path:
+    """``export-bank``: the train/validation cases and the presegmenter plans of ``config.out`` as a bank."""
+    from .bank import export_bank
+
+    _, splits, files = prepared(config)
+    export_bank(files, splits, config.out / DEFAULT_PRESEGMENTER, config.bank)
+    return config.bank
+
+
+def run_nnunet(config: NnunetConfig) -> None:
+    """``nnunet``: export, plan and preprocess once, then train each fold (resumable) with OOF predictions."""
+    workspace, splits, files = prepared(config)
     raw = workspace.nnunet / "raw" / nnunet.DATASET_NAME
     if not (raw / "dataset.json").is_file():
         nnunet.export_raw_dataset(files, splits.train_val, workspace.nnunet)
     if not (workspace.nnunet / "preprocessed" / nnunet.DATASET_NAME / "splits_final.json").is_file():
         nnunet.plan_and_preprocess(splits)
-    for fold in args.nnunet_folds if args.nnunet_folds is not None else range(len(splits.folds)):
-        nnunet.train_fold(fold, TRAINERS[args.nnunet_trainer], args.device)
+    trainer = nnunet.trainer_class(config.nnunet_trainer)
+    for fold in config.nnunet_folds if config.nnunet_folds is not None else range(len(splits.folds)):
+        nnunet.train_fold(fold, trainer, config.device)
+    record_device(workspace.nnunet, config.device)
 
 
-def presegment_training_cases(workspace: Workspace, splits: Splits, files: dict[str, Path], args) -> dict[str, Path]:
+def presegment_training_cases(workspace: Workspace, splits: Splits, files: dict[str, Path], nnunet_trainer: str,
+                              device: str) -> dict[str, Path]:
     """Presegmentations of every train/validation case: out-of-fold where that fold was trained,
     else from the first trained fold's model (in-sample for its training cases)."""
-    trainer = TRAINERS[args.nnunet_trainer].__name__
+    import SimpleITK as sitk
+
+    from SpineSegDiffLib.inference.presegment import NnUNetPresegmenter
+
+    from .prepare import load_case
+
+    trainer = nnunet.trainer_class(nnunet_trainer).__name__
     found = nnunet.oof_prediction_files(trainer, splits)
     missing = [c for c in splits.train_val if c not in found]
     folder = nnunet.first_trained_fold(trainer)
@@ -89,7 +96,7 @@ def presegment_training_cases(workspace: Workspace, splits: Splits, files: dict[
     out = workspace.root / "presegmentations"
     out.mkdir(exist_ok=True)
     presegmenter = NnUNetPresegmenter(ModelFolder(folder.parent, {"kind": "nnunet", "trusted_pickles": True}),
-                                      torch.device(args.device), folds=[folder.name.removeprefix("fold_")])
+                                      torch.device(device), folds=[folder.name.removeprefix("fold_")])
     for case_id in missing:
         path = out / f"{case_id}.nii.gz"
         if not path.is_file():
@@ -99,87 +106,76 @@ def presegment_training_cases(workspace: Workspace, splits: Splits, files: dict[
     return found
 
 
-def train_refinement(workspace: Workspace, splits: Splits, files: dict[str, Path], args) -> None:
-    """Train the diffusion model on the train/validation cases, starting from real presegmentations."""
-    presegmentations = presegment_training_cases(workspace, splits, files, args)
+def run_diffusion(config: DiffusionConfig) -> None:
+    """``diffusion``: the 2D model on the train/validation cases, starting from real presegmentations."""
+    workspace, splits, files = prepared(config)
+    presegmentations = presegment_training_cases(workspace, splits, files, config.nnunet_trainer, config.device)
     print(f"diffusion training: {len(splits.train_val)} cases, {len(presegmentations)} with presegmentations")
-    bank = SliceBank(files, splits.train_val, presegmentations)
-    network = NetworkConfig(features=tuple(args.features or FEATURES_2D))
-    config = DiffusionTrainingConfig(network=network, iterations=args.iterations)
-    train_diffusion(bank, config, workspace.diffusion, args.minutes)
-    (workspace.diffusion / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
+    bank = SliceBank(files, splits.train_val, presegmentations, config.device)
+    training = DiffusionTrainingConfig(network=NetworkConfig(features=tuple(config.features or FEATURES_2D)),
+                                       iterations=config.iterations)
+    _train(bank, training, workspace.diffusion, config)
 
 
-def train_volumetric_refinement(workspace: Workspace, splits: Splits, files: dict[str, Path], args) -> None:
-    """Train the 3D Diff-UNet on patches of the train/validation volumes (same presegmentations as 2D)."""
-    presegmentations = presegment_training_cases(workspace, splits, files, args)
-    print(f"3D diffusion training: {len(splits.train_val)} volumes, patches {tuple(args.patch_size)}")
-    bank = VolumeBank(files, splits.train_val, presegmentations)
-    network = NetworkConfig(spatial_dims=3, features=tuple(args.features or FEATURES_3D))
-    config = DiffusionTrainingConfig(network=network, iterations=args.iterations, batch_size=BATCH_3D,
-                                     patch_size=tuple(args.patch_size))
-    train_diffusion(bank, config, workspace.diffusion_3d, args.minutes)
-    (workspace.diffusion_3d / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
+def run_diffusion3d(config: Diffusion3dConfig) -> None:
+    """``diffusion3d``: the 3D Diff-UNet on patches of the train/validation volumes (same presegmentations)."""
+    from .volumes import VolumeBank
+
+    workspace, splits, files = prepared(config)
+    presegmentations = presegment_training_cases(workspace, splits, files, config.nnunet_trainer, config.device)
+    print(f"3D diffusion training: {len(splits.train_val)} volumes, patches {tuple(config.patch_size)}")
+    bank = VolumeBank(files, splits.train_val, presegmentations, config.device)
+    network = NetworkConfig(spatial_dims=3, features=tuple(config.features or FEATURES_3D))
+    training = DiffusionTrainingConfig(network=network, iterations=config.iterations, batch_size=BATCH_3D,
+                                       patch_size=tuple(config.patch_size))
+    _train(bank, training, workspace.diffusion_3d, config)
 
 
-def training_summary(workspace: Workspace, args) -> dict | None:
-    """How long and how much each model trained, read back from the training logs; None when the models
-    were not trained in this work folder."""
-    if not (workspace.diffusion / "losses.csv").is_file():
-        return None
-    trainer = TRAINERS[args.nnunet_trainer]
-    fold_dir = nnunet.first_trained_fold(trainer.__name__)
-    epoch_seconds = []
-    for log in sorted(fold_dir.glob("training_log_*.txt")) if fold_dir else []:
-        epoch_seconds += [float(line.split("Epoch time:")[1].split("s")[0]) for line in log.read_text().splitlines()
-                          if "Epoch time:" in line]
-    summary = {
-        "nnunet": {"trainer": trainer.__name__, "epochs": len(epoch_seconds),
-                   "iterations_per_epoch": trainer.ITERATIONS, "batch_size": nnunet.SMALL_BATCH,
-                   "minutes": round(sum(epoch_seconds) / 60, 1), "fold": fold_dir.name if fold_dir else None},
-        "diffusion": _diffusion_log(workspace.diffusion),
-        "hardware": "2 CPU cores, no GPU",
-    }
-    if (workspace.diffusion_3d / "losses.csv").is_file():
-        summary["diffusion_3d"] = _diffusion_log(workspace.diffusion_3d)
-    return summary
+def _train(bank, training: DiffusionTrainingConfig, run_dir: Path, config: DiffusionConfig) -> None:
+    train_diffusion(bank, training, run_dir, config.minutes, config.device)
+    (run_dir / "config.json").write_text(json.dumps(config_to_json(training), indent=2))
+    record_device(run_dir, config.device)
 
 
-def _diffusion_log(run_dir: Path) -> dict:
-    losses = (run_dir / "losses.csv").read_text().splitlines()
-    last = dict(zip(losses[0].split(","), losses[-1].split(",")))
-    return {"iterations": int(last["iteration"]), "minutes": round(float(last.get("elapsed_s", 0)) / 60, 1),
-            "last_loss": float(last["total"])}
+def run_evaluate(config: EvaluateConfig) -> dict:
+    """``evaluate``: the central-slice table of every setting on the test cases, then the model cards."""
+    from .evaluate import evaluate_models
+    from .model_card import write_model_cards
+
+    workspace, splits, _ = prepared(config)
+    results = evaluate_models(workspace, splits, config.out, config.data, config.device, tuple(config.eval_steps))
+    write_model_cards(config.out, workspace.evaluation, training_summary(workspace, config.nnunet_trainer))
+    return results
 
 
-def bundle(workspace: Workspace, splits: Splits, args) -> None:
-    """Write the self-describing model folders (nnU-Net + diffusion) into ``args.out``."""
-    trainer = TRAINERS[args.nnunet_trainer].__name__
-    folds = args.nnunet_folds if args.nnunet_folds else [0]
-    training = {"data": str(args.data), "splits": json.loads(workspace.splits_file.read_text())}
-    nnunet.bundle_model(trainer, list(folds), args.out / DEFAULT_PRESEGMENTER, training)
-    bundle_diffusion(workspace.diffusion, args.out / DEFAULT_DIFFUSION, training)
-    if (workspace.diffusion_3d / "config.json").is_file():
-        inference = {"roi_size": list(args.roi_size or args.patch_size), "overlap": DEFAULT_OVERLAP}
-        if args.volume_t_start is not None:
-            inference["t_start"] = args.volume_t_start
-        bundle_diffusion(workspace.diffusion_3d, args.out / DEFAULT_DIFFUSION_3D, training, inference)
+def run_evaluate_volumes(config: EvaluateVolumesConfig) -> dict | None:
+    """``evaluate-volumes``: the whole-volume table (None without a bundled 3D model), then the model cards."""
+    from .evaluate_volumes import evaluate_volumes
+    from .model_card import write_model_cards
+
+    workspace, splits, _ = prepared(config)
+    results = None
+    if (config.out / DEFAULT_DIFFUSION_3D).is_dir():
+        results = evaluate_volumes(workspace, splits, config.out, config.data, config.device)
+    write_model_cards(config.out, workspace.evaluation, training_summary(workspace, config.nnunet_trainer))
+    return results
 
 
-def bundle_diffusion(run_dir: Path, destination: Path, training: dict, inference: dict | None = None) -> None:
-    """A diffusion model folder from a training run (``run_dir``: checkpoint.pt + config.json)."""
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    config = json.loads((run_dir / "config.json").read_text())
-    destination.mkdir(parents=True, exist_ok=True)
-    torch.save(state["net"], destination / "weights.pt")
-    model_config = {
-        "kind": "diffusion", "id": destination.name, "network": config["network"],
-        "diffusion": {"num_train_timesteps": config["num_train_timesteps"], "schedule": "cosine",
-                      "prediction": "x0", "t_start": config["t_start"]},
-        "preprocessing": {"size": 320, "spacing_mm": 1.0, "intensity": "98th percentile -> 255",
-                          "orientation": "sagittal, superior up, anterior left"},
-        "training": {**training, "config": config, "iterations_done": state["iteration"]},
-    }
-    if inference:
-        model_config["inference"] = inference
-    write_config(destination, model_config, ["weights.pt"])
+def run_evaluate_thick(config: EvaluateThickConfig) -> dict:
+    """``evaluate-thick``: central-slice scores of the test cases re-acquired with thicker slices."""
+    from .thick_slices import evaluate_thick_slices
+
+    workspace, splits, _ = prepared(config)
+    return evaluate_thick_slices(splits, config.out, config.data, workspace.evaluation, config.device)
+
+
+def run_all(config: AllConfig) -> None:
+    """``all``: nnunet, diffusion, diffusion3d, bundle, evaluate, evaluate-volumes, each resuming."""
+    from .bundle import run_bundle
+
+    run_nnunet(narrow(config, NnunetConfig))
+    run_diffusion(narrow(config, DiffusionConfig))
+    run_diffusion3d(narrow(config, Diffusion3dConfig))
+    run_bundle(narrow(config, BundleConfig))
+    run_evaluate(narrow(config, EvaluateConfig))
+    run_evaluate_volumes(narrow(config, EvaluateVolumesConfig))

@@ -16,9 +16,9 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from SpineSegDiffLib.options import SegmentOptions
 from SpineSegDiffLib.inference.pipeline import Segmenter
 from SpineSegDiffLib.inference.preprocess import sagittal_axis_of
+from SpineSegDiffLib.options import SegmentOptions
 
 from .clinical import slab_weights
 from .datasets import load_dataset

@@ -14,7 +14,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 import vtk  # noqa: E402
 from test_measurements import spine_case  # noqa: E402
 
-from SpineSegDiffSlicer import levels_mrml, logic, mrml  # noqa: E402
+from SpineSegDiffSlicer import levels_mrml, mrml, roles  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_one_segment_per_level_named_coded_and_on_its_voxels(scene, volume, case
             assert meaning == "Intervertebral disc"
     l4 = segmentation.GetSegment("vertebra_L4")
     assert l4.GetLabelValue() == next(r["label_value"] for r in rows if r["name"] == "L4")
-    assert nodes.segmentation.GetNodeReference(logic.INPUT_ROLE) is volume
+    assert nodes.segmentation.GetNodeReference(roles.INPUT_ROLE) is volume
 
 
 def test_a_line_per_measured_length_with_the_reported_length(scene, volume, case):

@@ -15,7 +15,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from test_levels import synthetic_slice  # noqa: E402
 
 from SpineSegDiffLib.anatomy.assessment import assess_slice  # noqa: E402
-from SpineSegDiffSlicer import levels_mrml, logic  # noqa: E402
+from SpineSegDiffSlicer import levels_mrml, roles  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def tables(scene) -> int:
 def test_table_has_one_row_per_level_bottom_up_with_the_reported_values(scene, volume, report):
     node = levels_mrml.update_levels_table(scene, volume, report)
     assert node.GetName() == "T2 SpineSegDiff levels"
-    assert node.GetAttribute(logic.ROLE_ATTRIBUTE) == levels_mrml.LEVELS_ROLE
-    assert node.GetNodeReference(logic.INPUT_ROLE) is volume
+    assert node.GetAttribute(roles.ROLE_ATTRIBUTE) == levels_mrml.LEVELS_ROLE
+    assert node.GetNodeReference(roles.INPUT_ROLE) is volume
     names = [title for title, _ in levels_mrml.TEXT_COLUMNS + levels_mrml.NUMBER_COLUMNS]
     assert [node.GetColumnName(i) for i in range(node.GetNumberOfColumns())] == names
     assert column(node, "Level") == ["S1", "L5/S1", "L5", "L4/L5", "L4", "L3/L4", "L3", "L2/L3", "L2"]

@@ -15,7 +15,7 @@ from conftest import oblique_direction, synthetic_spine  # noqa: E402
 
 from SpineSegDiffLib.errors import Cancelled, SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
-from SpineSegDiffSlicer import logic, mrml  # noqa: E402
+from SpineSegDiffSlicer import logic, mrml, roles  # noqa: E402
 
 TINY_OPTIONS = {"preset": "fast", "samples": 2, "steps": 2, "fused_steps": 2}
 
@@ -188,8 +188,8 @@ def logic_run(segmenter, options):
 
 def test_logic_path_adds_one_segmentation_and_one_heatmap(logic_run):
     scene, volume, nodes, _result, before = logic_run
-    assert nodes.segmentation.GetName() == "case 1" + logic.SEGMENTATION_SUFFIX
-    assert nodes.heatmap.GetName() == "case 1" + logic.HEATMAP_SUFFIX
+    assert nodes.segmentation.GetName() == "case 1" + roles.NAME_SUFFIXES["segmentation"]
+    assert nodes.heatmap.GetName() == "case 1" + roles.NAME_SUFFIXES["uncertainty"]
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2
     assert scene.GetNumberOfNodes() > before

@@ -26,6 +26,7 @@ from conftest import REPO, synthetic_spine  # noqa: E402
 
 from SpineSegDiffLib.labels import STRUCTURES  # noqa: E402
 from SpineSegDiffSlicer import logic as core  # noqa: E402
+from SpineSegDiffSlicer import roles  # noqa: E402
 
 
 class _Base:
@@ -100,21 +101,23 @@ def test_module_logic_runs_the_worker_and_adds_the_result_nodes(module, scene, t
     from process_runner import SubprocessRunner
 
     from SpineSegDiffSlicer import mrml
+    from SpineSegDiffSlicer.jobs import Jobs
     from SpineSegDiffSlicer.worker_client import WorkerClient
 
     volume = mrml.volume_node_from_image(scene, synthetic_spine(), "case")
     logic = module.SpineSegDiffLogic(modelsDir=tiny_models)
-    logic.worker = WorkerClient(SubprocessRunner, python=sys.executable, models_dir=tiny_models)
+    logic.jobs = Jobs(lambda: WorkerClient(SubprocessRunner, python=sys.executable, models_dir=tiny_models))
     try:
         job, events = run_module_job(logic, volume, options)
         assert events[-1]["event"] == "result", events[-1]
-        assert logic._inputDir is None  # the input file written for the worker is gone
+        assert logic.jobs.input_dir is None and logic.jobs.running is None  # the worker's input file is gone
+        assert logic.jobs.source is volume
         nodes, report = logic.loadResult(volume, job, events[-1]["files"])
     finally:
         logic.closeWorker()
     assert [nodes.segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)] == [
         s.name for s in STRUCTURES]
-    assert nodes.heatmap.GetAttribute(core.ROLE_ATTRIBUTE) == "uncertainty"
+    assert nodes.heatmap.GetAttribute(roles.ROLE_ATTRIBUTE) == "uncertainty"
     assert report["sagittal_axis"] in (0, 1, 2)
     assert not Path(events[-1]["files"]["labels"]).exists()  # the worker's files are removed once loaded
     assert logic.firstInputVolume() is volume  # the heatmap is never offered as an input

@@ -1,10 +1,14 @@
 """The whole training path on a tiny real subset, a couple of iterations per stage, so it cannot rot:
-export -> nnU-Net v2 plan/preprocess/train/validate -> 2D and 3D diffusion -> bundle -> evaluate."""
+export -> nnU-Net v2 plan/preprocess/train/validate -> 2D and 3D diffusion -> bundle -> evaluate, and the
+slice-bank path. Every stage is called from Python with its typed config (:mod:`SpineSegDiffTraining.configs`),
+in an interpreter of its own: nnU-Net reads its folders once per process. ``bank-all`` runs its stages through
+``spinesegdiff-train``."""
 
 import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -36,15 +40,38 @@ def tiny_dataset(tmp_path):
     return tmp_path / "data"
 
 
+def run_python(code: str, *args) -> None:
+    """``code`` in a fresh interpreter with the repository importable, ``args`` as ``sys.argv[1:]``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "SpineSegDiff"), str(REPO)])}
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], env=env, capture_output=True,
+                         encoding="utf-8", errors="replace", timeout=1500)
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-3000:])
+
+
+WORK_FOLDER_STAGES = """
+    import json, sys
+    from pathlib import Path
+    from SpineSegDiffTraining.bundle import run_bundle
+    from SpineSegDiffTraining.configs import (AllConfig, BundleConfig, Diffusion3dConfig, DiffusionConfig,
+                                              NnunetConfig, PrepareConfig)
+    from SpineSegDiffTraining.stages import run_all, run_diffusion, run_diffusion3d, run_nnunet, run_prepare
+
+    data, work, models = map(Path, sys.argv[1:])
+    common = {"data": data, "work": work, "folds": 2, "nnunet_trainer": "smoke"}
+    training = {**common, "iterations": 2, "features": (4, 4, 8, 8, 16, 4)}
+    run_prepare(PrepareConfig(data=data, work=work, folds=2))
+    run_nnunet(NnunetConfig(**common, nnunet_folds=(0,)))
+    run_diffusion(DiffusionConfig(**training))
+    run_diffusion3d(Diffusion3dConfig(**training))
+    run_bundle(BundleConfig(work=work, out=models, nnunet_trainer="smoke", nnunet_folds=(0,)))  # no data given
+    assert json.loads((models / "nnunet-2d-t2" / "config.json").read_text())["training"]["data"] == str(data)
+    run_all(AllConfig(**training, out=models, nnunet_folds=(0,), eval_steps=(1, 2)))  # resumes, then evaluates
+"""
+
+
 def test_training_end_to_end(tmp_path, tiny_dataset):
     work, models = tmp_path / "work", tmp_path / "models"
-    command = [sys.executable, "-m", "SpineSegDiffTraining.cli", "all", "--data", str(tiny_dataset),
-               "--work", str(work), "--out", str(models), "--folds", "2", "--nnunet-trainer", "smoke",
-               "--nnunet-folds", "0", "--iterations", "2", "--features", "4", "4", "8", "8", "16", "4",
-               "--eval-steps", "1", "2"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "SpineSegDiff"), str(REPO)])}
-    run = subprocess.run(command, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=1500)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_python(WORK_FOLDER_STAGES, tiny_dataset, work, models)
 
     splits = Splits.load(work / "splits.json")
     assert len(splits.test) == 1 and len(splits.folds) == 2
@@ -76,38 +103,52 @@ def test_training_end_to_end(tmp_path, tiny_dataset):
     assert all(case["slices"] == 3 for setting in volumes.values() for case in setting.values())
     card = (models / "spinesegdiff-3d-t2" / "MODEL_CARD.md").read_text()
     assert "whole volume" in card and "SlidingWindowInferer" in card
+    assert '"hardware": "CPU, ' in card  # the device the models trained on, recorded by each training stage
+
+
+BANK_STAGES = """
+    import sys
+    from pathlib import Path
+    from SpineSegDiffTraining.bank import run_bank_all
+    from SpineSegDiffTraining.bundle import run_bank_bundle
+    from SpineSegDiffTraining.configs import BankAllConfig, BankBundleConfig, ExportBankConfig
+    from SpineSegDiffTraining.stages import run_export_bank
+
+    data, work, bank, run, models, repo_models = map(Path, sys.argv[1:])
+    run_export_bank(ExportBankConfig(data=data, work=work, folds=2, bank=bank, out=repo_models))
+    run_bank_all(BankAllConfig(bank=bank, run=run, device="cpu", nnunet_minutes=0.02, diffusion_minutes=0.02,
+                               nnunet_batch=2, diffusion_batch=2, diffusion3d_batch=1, threads=1))
+    run_bank_bundle(BankBundleConfig(bank=bank, run=run, out=models, hardware="test"))
+"""
 
 
 def test_bank_run_end_to_end(tmp_path, tiny_dataset):
     """export-bank -> presegmenter folds + all-data model -> out-of-fold labels -> 2D/3D refiners -> bundle;
-    the bundled folders load in the inference pipeline and segment a case."""
+    the bundled folders load in the inference pipeline and segment a case. The former command line
+    (``python -m SpineSegDiffTraining.bank_run``) still bundles, recording the run's device."""
+    from SpineSegDiffLib.inference.pipeline import Segmenter
     from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D, DEFAULT_PRESEGMENTER
     from SpineSegDiffLib.options import SegmentOptions
-    from SpineSegDiffLib.inference.pipeline import Segmenter
+    from SpineSegDiffTraining import bank_run
 
     work, bank, run_dir, models = tmp_path / "work", tmp_path / "bank", tmp_path / "run", tmp_path / "models"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "SpineSegDiff"), str(REPO)])}
-    commands = [
-        ["SpineSegDiffTraining.cli", "export-bank", "--data", str(tiny_dataset), "--work", str(work), "--folds", "2",
-         "--bank", str(bank), "--out", str(REPO / "Resources" / "Models")],
-        ["SpineSegDiffTraining.bank_run", "all", "--bank", str(bank), "--out", str(run_dir), "--device", "cpu",
-         "--nnunet-minutes", "0.02", "--diffusion-minutes", "0.02", "--nnunet-batch", "2", "--diffusion-batch", "2",
-         "--diffusion3d-batch", "1", "--threads", "1"],
-        ["SpineSegDiffTraining.bank_run", "bundle", "--bank", str(bank), "--out", str(run_dir), "--models",
-         str(models), "--hardware", "test", "--device", "cpu"],
-    ]
-    for command in commands:
-        run = subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True, encoding="utf-8",
-                             errors="replace", timeout=900)
-        assert run.returncode == 0, (command[:2], run.stdout[-2000:], run.stderr[-3000:])
+    run_python(BANK_STAGES, tiny_dataset, work, bank, run_dir, models, REPO / "Resources" / "Models")
 
     splits = Splits.load(bank / "splits.json")
     assert sorted(p.stem for p in (bank / "cases").glob("*.npz")) == splits.train_val  # no test case travels
     assert sorted(p.stem for p in (run_dir / "oof").glob("*.npz")) == splits.train_val
     preseg = open_model_folder(models / DEFAULT_PRESEGMENTER, "nnunet")
     assert preseg.config["folds"] == ["all"]
+    assert preseg.config["training"]["hardware"] == "test"
     for name in (DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D):
         assert open_model_folder(models / name, "diffusion").config["training"]["iterations_done"] >= 1
     image = sitk.ReadImage(str(tiny_dataset / splits.test[0] / "image.nii.gz"))
     result = Segmenter(models, "cpu").segment(image, SegmentOptions(samples=2, steps=1, fused_steps=1))
     assert result.labels.GetSize() == image.GetSize()
+
+    again = tmp_path / "again"
+    assert bank_run.main(["bundle", "--bank", str(bank), "--out", str(run_dir), "--models", str(again),
+                          "--device", "cpu"]) == 0
+    device = json.loads((run_dir / "summary.json").read_text())["device"]
+    assert device.startswith("CPU, ")
+    assert open_model_folder(again / DEFAULT_PRESEGMENTER, "nnunet").config["training"]["hardware"] == device

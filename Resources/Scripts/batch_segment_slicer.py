@@ -36,7 +36,7 @@ if (MODULE_DIR / "SpineSegDiff.py").is_file() and str(MODULE_DIR) not in sys.pat
 
 from SpineSegDiffLib.errors import SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.options import DEVICES, MODES, PRESET_NAMES  # noqa: E402
-from SpineSegDiffSlicer import install  # noqa: E402
+from SpineSegDiffSlicer import install, roles  # noqa: E402
 from SpineSegDiffSlicer import logic as core  # noqa: E402
 
 SCENE_SUFFIXES = (".mrb", ".mrml")
@@ -66,7 +66,7 @@ def scene_volumes(scene_file: Path) -> list:
     """Every scalar volume of a scene (labelmaps and SpineSegDiff's own heatmaps excepted)."""
     slicer.util.loadScene(str(scene_file))
     return [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-            if not node.IsA("vtkMRMLLabelMapVolumeNode") and not node.GetAttribute(core.ROLE_ATTRIBUTE)]
+            if not node.IsA("vtkMRMLLabelMapVolumeNode") and not roles.is_result(node)]
 
 
 def node_cases(volumes: list, out_dir: Path, overwrite: bool) -> list:

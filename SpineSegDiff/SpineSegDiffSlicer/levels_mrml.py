@@ -27,7 +27,7 @@ import vtk
 from SpineSegDiffLib.labels import by_key, level_terminology
 
 from . import mrml
-from .logic import INPUT_ROLE, ROLE_ATTRIBUTE
+from .roles import INPUT_ROLE, ROLE_ATTRIBUTE
 
 LEVELS_ROLE = "levels"
 LEVEL_SEGMENTS_ROLE = "level segments"

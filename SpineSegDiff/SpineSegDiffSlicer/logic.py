@@ -18,20 +18,14 @@ import SimpleITK as sitk
 
 from SpineSegDiffLib.io import validate_volume
 
-from . import mrml
+from . import mrml, roles
+from .roles import NAME_SUFFIXES, ROLE_ATTRIBUTE  # noqa: F401 (ROLE_ATTRIBUTE: the module and scripts use it here)
 
 if TYPE_CHECKING:
     from SpineSegDiffLib.options import SegmentOptions
     from SpineSegDiffLib.review import Region
 
 INPUT_FILE = "input.nrrd"
-SEGMENTATION_SUFFIX = " SpineSegDiff"
-HEATMAP_SUFFIX = " uncertainty"
-ROLE_ATTRIBUTE = "SpineSegDiff.Role"
-"""Node attribute marking what a node is (``segmentation``, ``uncertainty`` or ``levels``), e.g. to skip heatmaps as
-inputs."""
-INPUT_ROLE = "SpineSegDiff.Input"
-"""Node reference from a result node to the volume it was made from (to update it on the next run)."""
 
 
 def make_options(mode: str = "central", preset: str = "standard", device: str = "auto", samples: int = 0,
@@ -99,7 +93,8 @@ def read_level_labels(files: dict[str, str]) -> sitk.Image | None:
 def add_result_nodes(scene, volume_node, labels: sitk.Image, uncertainty: sitk.Image,
                      closed_surface: bool = True, reuse: ResultNodes | None = None) -> ResultNodes:
     """Segmentation and heatmap nodes on the input volume's grid: ``reuse``'s nodes updated in place, or new
-    ones (then the scene is left unchanged on failure). Both reference the input volume (:data:`INPUT_ROLE`)."""
+    ones (then the scene is left unchanged on failure). Both are marked as results of the input volume
+    (:func:`~.roles.mark`)."""
     if reuse is not None:
         mrml.replace_segments(reuse.segmentation, labels, closed_surface)
         mrml.heatmap_to_volume_node(scene, uncertainty, reuse.heatmap.GetName(), node=reuse.heatmap)
@@ -107,23 +102,17 @@ def add_result_nodes(scene, volume_node, labels: sitk.Image, uncertainty: sitk.I
     name = volume_node.GetName()
     with mrml.removed_on_failure(scene):
         segmentation = mrml.labels_to_segmentation_node(
-            scene, labels, volume_node, name + SEGMENTATION_SUFFIX, closed_surface=closed_surface)
-        heatmap = mrml.heatmap_to_volume_node(scene, uncertainty, name + HEATMAP_SUFFIX)
+            scene, labels, volume_node, name + NAME_SUFFIXES["segmentation"], closed_surface=closed_surface)
+        heatmap = mrml.heatmap_to_volume_node(scene, uncertainty, name + NAME_SUFFIXES["uncertainty"])
         for node, role in ((segmentation, "segmentation"), (heatmap, "uncertainty")):
-            node.SetAttribute(ROLE_ATTRIBUTE, role)
-            node.SetNodeReferenceID(INPUT_ROLE, volume_node.GetID())
+            roles.mark(node, role, volume_node)
             mrml.place_like(node, volume_node)
         return ResultNodes(segmentation, heatmap)
 
 
 def previous_result_nodes(scene, volume_node) -> ResultNodes | None:
     """The segmentation and heatmap of the last result made from ``volume_node``, or None if either is gone."""
-    found = {}
-    for index in range(scene.GetNumberOfNodes()):
-        node = scene.GetNthNode(index)
-        role = node.GetAttribute(ROLE_ATTRIBUTE)
-        if role and node.GetNodeReference(INPUT_ROLE) is volume_node:
-            found[role] = node
+    found = {node.GetAttribute(ROLE_ATTRIBUTE): node for node in roles.nodes_with_role(scene, volume_node)}
     if "segmentation" not in found or "uncertainty" not in found:
         return None
     return ResultNodes(found["segmentation"], found["uncertainty"])

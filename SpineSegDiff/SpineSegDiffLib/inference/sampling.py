@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..modelset.settings import SCHEDULES
 from .fusion import StepFusion
 from .networks import SpineSegDiffNet
+from .schedules import SCHEDULES
 
 if TYPE_CHECKING:
     from monai.networks.schedulers import DDIMScheduler

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from ..errors import SpineSegDiffError
 from ..inference.preprocess import MODEL_ORIENTATION_TEXT, Preprocessing
+from ..inference.schedules import SCHEDULES
 
-SCHEDULES = ("cosine", "linear_beta", "scaled_linear_beta")
-"""Noise schedules the sampler can build (MONAI's ``DDIMScheduler`` names)."""
 PREDICTIONS = ("x0",)
 """What the network may predict: the clean one-hot labels (the paper's choice)."""
 TIMESTEP_SPACINGS = ("linspace",)
