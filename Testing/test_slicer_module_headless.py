@@ -37,8 +37,12 @@ class _Base:
         return None
 
 
-def _annotation(*args, **kwargs):
-    return None
+def _choice(values):
+    return ("Choice", tuple(values))
+
+
+def _within_range(low, high):
+    return ("WithinRange", low, high)
 
 
 @pytest.fixture
@@ -52,7 +56,7 @@ def scene(monkeypatch):
         setattr(scripted, name, type(name, (_Base,), {}))
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
     wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = wrapper.WithinRange = _annotation
+    wrapper.Choice, wrapper.WithinRange = _choice, _within_range
     monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
@@ -121,6 +125,17 @@ def test_module_logic_runs_the_worker_and_adds_the_result_nodes(module, scene, t
     assert report["sagittal_axis"] in (0, 1, 2)
     assert not Path(events[-1]["files"]["labels"]).exists()  # the worker's files are removed once loaded
     assert logic.firstInputVolume() is volume  # the heatmap is never offered as an input
+
+
+def test_the_parameter_node_offers_exactly_the_cores_choices(module):
+    """Modes, presets and devices of the parameter node (and so of its UI) come from SpineSegDiffLib.options."""
+    import typing
+
+    from SpineSegDiffLib.options import DEVICES, MODES, PRESET_NAMES
+
+    hints = typing.get_type_hints(module.SpineSegDiffParameterNode, include_extras=True)
+    offered = {name: hints[name].__metadata__[0] for name in ("mode", "preset", "device")}
+    assert offered == {"mode": ("Choice", MODES), "preset": ("Choice", PRESET_NAMES), "device": ("Choice", DEVICES)}
 
 
 def _unmet_report(install):
