@@ -142,7 +142,10 @@ class SegmentOptions:
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("slice_index", self.slice_index, 0)
         _check_int("sample_batch", self.sample_batch, 1)
-        _need(isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0,
+        for name in ("refine", "bfloat16"):
+            _need(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}",
+                  f"give {name} as a boolean")
+        _need(isinstance(self.eta, (int, float)) and not isinstance(self.eta, bool) and 0.0 <= self.eta <= 1.0,
               f"eta must be a number in 0..1, got {self.eta!r}", "use 0 (deterministic DDIM) unless you know why")
         if self.steps is not None and self.fused_steps is not None:
             _need(self.fused_steps <= self.steps, f"--fused-steps ({self.fused_steps}) is more than --steps "

@@ -39,6 +39,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,8 +52,10 @@ from ..outputs.writer import output_paths
 from .batch import BatchEngine
 from .cases import Case, segment_file
 from .inbox import Inbox, watch_parent
-from .protocol import PROTOCOL_VERSION, REVIEW, SEGMENT, SHUTDOWN, decode, encode
+from .protocol import PROTOCOL_VERSION, SEGMENT, SHUTDOWN, ProtocolError, checked_request, decode, encode
 
+OPTION_NAMES = tuple(f.name for f in fields(SegmentOptions))
+"""What a segment request's ``options`` may name: the fields of :class:`~..options.SegmentOptions`."""
 REVIEW_FILE = "review.json"
 REVIEW_REGIONS = 20
 """Regions per threshold in a review file (the module's list length)."""
@@ -178,15 +181,16 @@ def serve(requests: IO[str], out: IO[str], models_dir: Path | None = None, end_p
         request = decode(line)
         if request is None:
             emit({"event": "error", "id": None, "message": f"not a JSON request: {line[:200]!r}", "details": ""})
-        elif request.get("request") == SHUTDOWN:
+            continue
+        try:
+            checked_request(request, OPTION_NAMES)
+        except ProtocolError as error:
+            request_id = request.get("id") if isinstance(request.get("id"), (str, int)) else None
+            emit({"event": "error", "id": request_id, "message": f"protocol error: {error}", "details": ""})
+            continue
+        if request["request"] == SHUTDOWN:
             break
-        elif request.get("request") == SEGMENT:
-            worker.segment(request)
-        elif request.get("request") == REVIEW:
-            worker.review(request)
-        else:
-            emit({"event": "error", "id": request.get("id"), "message": f"unknown request {request.get('request')!r}",
-                  "details": ""})
+        worker.segment(request) if request["request"] == SEGMENT else worker.review(request)
     return 0
 
 
