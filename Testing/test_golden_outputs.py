@@ -23,11 +23,14 @@ REGENERATE = os.environ.get("SPINESEGDIFF_REGENERATE_GOLDEN") == "1"
 
 
 def without_timings(value):
-    """A report or summary with every timing removed (they vary from run to run)."""
+    """A report or summary with every timing removed (they vary from run to run) and paths inside the checkout
+    made relative to it (the checkout may be anywhere)."""
     if isinstance(value, dict):
         return {k: without_timings(v) for k, v in value.items() if k not in VARYING_KEYS}
     if isinstance(value, list):
         return [without_timings(v) for v in value]
+    if isinstance(value, str) and value.startswith(str(REPO)):
+        return "<checkout>" + value[len(str(REPO)):]
     return value
 
 

@@ -96,3 +96,19 @@ def test_the_module_levels_list_shows_heights_index_grade_and_unsegmented_levels
                      f"{disc['mean_uncertainty']:.2f}")
     missing = {**report, "discs": [{**report["discs"][0], "segmented": False, "mean_height_mm": None}]}
     assert levels_mrml.summary_rows(missing)[1][:2] == (f"{report['discs'][0]['name']} (not segmented)", "-")
+
+
+def test_recomputing_an_unedited_table_gives_the_reports_mean_heights_and_height_indices(report):
+    from SpineSegDiffLib.anatomy import report as level_report
+
+    assert levels_mrml.level_report is level_report and levels_mrml.NUMBER_COLUMNS is level_report.TABLE_COLUMNS
+    table = levels_mrml.levels_table(report)
+    for key in ("mean_height_mm", "height_index"):  # the recomputation really writes these cells
+        title = levels_mrml.TITLES[key]
+        for i in range(table.GetNumberOfRows()):
+            table.GetColumnByName(title).SetValue(i, -1.0)
+    levels_mrml.recompute_disc_relations(table)
+    for disc in report["discs"]:
+        row = levels_mrml.table_row(table, disc["name"])
+        assert levels_mrml.number(table, "Mean height (mm)", row) == disc["mean_height_mm"]
+        assert levels_mrml.number(table, "Height index", row) == disc["height_index"]

@@ -19,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from SpineSegDiffLib.anatomy.levels import VERTEBRA_NAMES
+from SpineSegDiffLib.anatomy.report import level_terminology
 from SpineSegDiffLib.labels import (
     ANATOMIC_CONTEXT,
     CATEGORY,
@@ -26,7 +27,6 @@ from SpineSegDiffLib.labels import (
     STRUCTURES,
     TERMINOLOGY_CONTEXT,
     Structure,
-    level_terminology,
 )
 from SpineSegDiffLib.outputs.segfile import write_seg_nrrd
 

@@ -12,7 +12,8 @@ from test_levels import IVD, SC, VB, synthetic_slice
 
 from SpineSegDiffLib.anatomy import volume_levels
 from SpineSegDiffLib.anatomy.levels import find_levels
-from SpineSegDiffLib.anatomy.volume_levels import measure_slices, propagate_levels, write_slice_levels_csv
+from SpineSegDiffLib.anatomy.report import write_slice_levels_csv
+from SpineSegDiffLib.anatomy.volume_levels import measure_slices, propagate_levels
 
 SLICES = 9
 CENTRE = SLICES // 2
@@ -143,18 +144,20 @@ def test_two_bodies_merged_on_lateral_slices_are_split_back():
 
 def test_per_slice_measurements_match_the_synthetic_sizes(drifting, monkeypatch):
     labels, central, instances = drifting
-    measure = volume_levels.measure_levels
-    monkeypatch.setattr(volume_levels, "measure_levels", lambda *args: {
-        key: [{**entry, "lines": [[1, 2], [3, 4]]} for entry in value] for key, value in measure(*args).items()})
+    measured = []
+    measure = volume_levels.measure_report
+    monkeypatch.setattr(volume_levels, "measure_report", lambda *args: measured.append(measure(*args)) or measured[-1])
     heatmap = np.full(labels.shape, 0.5, np.float32)
     rows = measure_slices(central, instances, labels, heatmap, 1.0, range(100, 100 + SLICES))
+    assert all(entry.lines and entry.centroid for report in measured for entry in report.bottom_up())
     assert len(rows) == SLICES * len(NAMES_BOTTOM_UP)
     for n in range(SLICES):
         on_slice = [row for row in rows if row["model_slice"] == n]
         assert [row["name"] for row in on_slice] == NAMES_BOTTOM_UP
         depth = BACK - FRONT - (8 if abs(n - CENTRE) >= 3 else 0)
         for row in on_slice:
-            assert row["slice_index"] == 100 + n and "lines" not in row
+            assert row["slice_index"] == 100 + n and not {"lines_px", "centroid_px"} & set(row)
+            assert not [value for value in row.values() if isinstance(value, (list, tuple, dict, np.ndarray))]
             assert row["kind"] == ("disc" if "/" in row["name"] else "vertebra")
             size = 10 if row["kind"] == "disc" else 25
             for key in ("anterior_height_mm", "middle_height_mm", "posterior_height_mm"):

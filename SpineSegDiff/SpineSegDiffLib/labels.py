@@ -68,19 +68,13 @@ LEVEL_TYPES: dict[str, tuple[str, str, str]] = {
 }
 """Type code of each named vertebra (``levels.VERTEBRA_NAMES``; the S1 level is the sacrum), from
 SlicerTotalSegmentator's SNOMED CT mapping (see ``Resources/Terminology/sources/PROVENANCE.md``).
-Vertebrae without an entry (cervical) and discs take their structure's code."""
+Vertebrae without an entry (cervical) and discs take their structure's code: the level kinds, their
+structures and :func:`~SpineSegDiffLib.anatomy.report.level_terminology` are in the level report module."""
 
 
 def terminology_entry(kind: tuple[str, str, str]) -> str:
     """Slicer terminology entry of a type code ``(scheme, value, meaning)`` in the Anatomical Structure category."""
     return f"{TERMINOLOGY_CONTEXT}~{CATEGORY}~{'^'.join(kind)}~^^~{ANATOMIC_CONTEXT}~^^~^^"
-
-
-def level_terminology(kind: str, name: str) -> str:
-    """Terminology entry of one named level: ``kind`` ``"vertebra"`` or ``"disc"``, ``name`` e.g. ``"L4"``."""
-    if kind == "vertebra" and name in LEVEL_TYPES:
-        return terminology_entry(LEVEL_TYPES[name])
-    return by_key("VB" if kind == "vertebra" else "IVD").terminology
 
 
 BACKGROUND = 0

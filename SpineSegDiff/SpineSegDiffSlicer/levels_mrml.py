@@ -1,8 +1,8 @@
 """The report's per-level assessment in Slicer: a table (one row per vertebra and disc, bottom-up), one
 segment per level, the measurement lines as markups lines, and the level names as labelled points.
 
-The rows come from the report's ``"vertebrae"`` and ``"discs"`` lists (see
-``SpineSegDiffLib.anatomy.measurements.measure_levels`` and ``SpineSegDiffLib.anatomy.assessment.assess_slice``);
+The rows come from the report's ``"vertebrae"`` and ``"discs"`` lists (see ``SpineSegDiffLib.anatomy.report``:
+the kinds, their order and structures, the table's number columns and the mean height and height index formulas);
 lengths are in mm as the report gives them, and a value the report leaves out (a level that was not
 segmented, a grade without the grading model) is NaN. Every node made here is marked with
 :data:`~.logic.ROLE_ATTRIBUTE` and references its input volume, so a re-run on the same volume updates
@@ -24,7 +24,8 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from SpineSegDiffLib.labels import by_key, level_terminology
+from SpineSegDiffLib.anatomy import report as level_report
+from SpineSegDiffLib.anatomy.report import DISC, HEIGHT_KEYS, TABLE_COLUMNS, VERTEBRA, level_terminology, structure_of
 
 from . import mrml
 from .roles import INPUT_ROLE, ROLE_ATTRIBUTE
@@ -40,32 +41,17 @@ NAMES_SUFFIX = " SpineSegDiff level names"
 ALTERNATE_SHADE = 0.75
 """Every other level of a structure is drawn this much darker, so that neighbours stand apart."""
 TEXT_COLUMNS = (("Level", "name"), ("Kind", "kind"), ("Edited in Slicer", "edited"))
-NUMBER_COLUMNS = (
-    ("From bottom", "from_bottom"),
-    ("Anterior height (mm)", "anterior_height_mm"),
-    ("Middle height (mm)", "middle_height_mm"),
-    ("Posterior height (mm)", "posterior_height_mm"),
-    ("Mean height (mm)", "mean_height_mm"),
-    ("Depth (mm)", "depth_mm"),
-    ("Height index", "height_index"),
-    ("Canal AP diameter (mm)", "canal_ap_diameter_mm"),
-    ("Slip (mm)", "slip_mm"),
-    ("Slip (%)", "slip_percent"),
-    ("Pfirrmann grade", "pfirrmann_grade"),
-    ("Narrowing probability", "narrowing_probability"),
-    ("Mean uncertainty", "mean_uncertainty"),
-)
+NUMBER_COLUMNS = TABLE_COLUMNS
 """``(column name, report key)``; units are part of the column names."""
+TITLES = {key: title for title, key in TEXT_COLUMNS + NUMBER_COLUMNS}
+"""Column name of each report key."""
 LINE_COLUMNS = {key[: -len("_mm")]: title for title, key in NUMBER_COLUMNS if key.endswith("_mm")}
 """Table column of each measurement line (``"anterior_height"`` -> ``"Anterior height (mm)"``)."""
 
 
 def level_rows(report: dict) -> list[dict]:
     """The report's vertebrae and discs, bottom-up (S1, L5/S1, L5, L4/L5, ...), each with its ``kind``."""
-    vertebrae = [{**v, "kind": "vertebra"} for v in report.get("vertebrae") or []]
-    discs = [{**d, "kind": "disc"} for d in report.get("discs") or []]
-    # vertebra n sits above disc n (disc n lies between vertebrae n - 1 and n)
-    return sorted(vertebrae + discs, key=lambda row: 2 * row["from_bottom"] - (row["kind"] == "disc"))
+    return level_report.level_rows(report)
 
 
 def _number(value) -> float:
@@ -94,7 +80,7 @@ def levels_table(report: dict) -> vtk.vtkTable:
 def update_levels_table(scene, volume_node, report: dict, new_node: bool = False):
     """The report's levels in the volume's levels table (updated in place unless ``new_node``), or None when
     the report has no levels (an existing table is then left as it is)."""
-    if not (report.get("vertebrae") or report.get("discs")):
+    if not level_report.kind_entries(report):
         return None
     node = None if new_node else previous_node(scene, volume_node, LEVELS_ROLE, "vtkMRMLTableNode")
     if node is None:
@@ -130,7 +116,7 @@ def level_entries(report: dict) -> list[dict]:
 
 def level_color(row: dict) -> tuple[float, float, float]:
     """The structure's colour, darker for every other level."""
-    color = np.array(by_key("VB" if row["kind"] == "vertebra" else "IVD").color)
+    color = np.array(structure_of(row["kind"]).color)
     return tuple(float(c) for c in (color * (ALTERNATE_SHADE if row["from_bottom"] % 2 else 1.0)))
 
 
@@ -162,7 +148,7 @@ def mark(node, role: str, volume_node) -> None:
 
 
 def update_level_segmentation(scene, volume_node, level_labels: sitk.Image, report: dict, new_node: bool = False):
-    """One segment per segmented level (named, coded with :func:`~SpineSegDiffLib.labels.level_terminology`,
+    """One segment per segmented level (named, coded with :func:`~SpineSegDiffLib.anatomy.report.level_terminology`,
     coloured by structure) from the level labelmap; None when the report names no level."""
     rows = level_entries(report)
     if not rows:
@@ -322,16 +308,16 @@ def number(table: vtk.vtkTable, column: str, row: int) -> float:
 
 def recompute_disc_relations(table: vtk.vtkTable) -> None:
     """Every disc's mean height (of its three heights) and height index (mean height / depth of the body
-    above, the vertebra with the same ``from_bottom``), as :mod:`SpineSegDiffLib.anatomy.measurements` defines them."""
-    kinds, numbers = table.GetColumnByName("Kind"), table.GetColumnByName("From bottom")
-    depths = {numbers.GetValue(i): number(table, "Depth (mm)", i)
-              for i in range(table.GetNumberOfRows()) if kinds.GetValue(i) == "vertebra"}
-    for row in (i for i in range(table.GetNumberOfRows()) if kinds.GetValue(i) == "disc"):
-        heights = [number(table, LINE_COLUMNS[f"{p}_height"], row) for p in ("anterior", "middle", "posterior")]
-        mean = round(float(np.mean(heights)), 1)
-        set_number(table, "Mean height (mm)", row, mean)
-        above = depths.get(numbers.GetValue(row), math.nan)
-        set_number(table, "Height index", row, round(mean / above, 3) if above and not math.isnan(above) else math.nan)
+    above, the vertebra with the same ``from_bottom``), with the formulas of :mod:`SpineSegDiffLib.anatomy.report`
+    (NaN where the report would give None)."""
+    kinds, numbers = table.GetColumnByName(TITLES["kind"]), table.GetColumnByName(TITLES["from_bottom"])
+    depths = {numbers.GetValue(i): number(table, TITLES["depth_mm"], i)
+              for i in range(table.GetNumberOfRows()) if kinds.GetValue(i) == VERTEBRA}
+    for row in (i for i in range(table.GetNumberOfRows()) if kinds.GetValue(i) == DISC):
+        mean = level_report.mean_height([number(table, TITLES[key], row) for key in HEIGHT_KEYS])
+        set_number(table, TITLES["mean_height_mm"], row, mean)
+        index = level_report.height_index(mean, depths.get(numbers.GetValue(row)))
+        set_number(table, TITLES["height_index"], row, math.nan if index is None else index)
 
 
 def level_centroid_ras(report: dict, name: str) -> tuple[float, float, float] | None:
@@ -349,7 +335,7 @@ def summary_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
 
     rows = []
     for row in level_rows(report):
-        height = row.get("mean_height_mm") if row["kind"] == "disc" else row.get("middle_height_mm")
+        height = row.get("mean_height_mm") if row["kind"] == DISC else row.get("middle_height_mm")
         grade, probabilities = row.get("pfirrmann_grade"), row.get("pfirrmann_probabilities")
         graded = f"{grade} ({max(probabilities):.0%})" if grade is not None and probabilities else text(grade)
         name = row["name"] if row.get("segmented", True) else f"{row['name']} (not segmented)"

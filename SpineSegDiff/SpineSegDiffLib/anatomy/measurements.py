@@ -19,7 +19,8 @@ come from the segmentation, so absolute values are not interchangeable with Frob
 
 Every length also comes as a line (``lines_px``: its two end points, ``(row, column)`` pixel
 coordinates, with the half pixel at each end included) so that a reader can see and adjust what was
-measured; :func:`~.assessment.assess_slice` maps them to patient coordinates.
+measured; :func:`~.assessment.assess_slice` maps them to patient coordinates. The entries, the kinds that
+carry each measure, the mean height and the height index are defined in :mod:`~.report`.
 
 Sagittal slip (Meyerding-style percentage): the offset of the posterior wall of the upper body relative
 to the lower one, along the disc between them, divided by the lower body's depth; positive means the
@@ -28,11 +29,14 @@ upper vertebra lies anterior (anterolisthesis).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..labels import by_key
 from .instances import principal_axes
 from .levels import Level, Levels
+from .report import HEIGHT_KEYS, LevelEntry, LevelReport, height_index, mean_height
 
 POSITIONS = {"anterior": 0.10, "middle": 0.50, "posterior": 0.90}
 DEFAULT_FRAME = (np.array([0.0, 1.0]), np.array([-1.0, 0.0]))
@@ -115,15 +119,10 @@ def mean_over(heatmap: np.ndarray | None, mask: np.ndarray) -> float | None:
     return round(float(heatmap[mask].mean()), 4)
 
 
-def mm(values: dict[str, float], spacing: float, suffix: str) -> dict[str, float]:
-    return {f"{key}{suffix}": round(value * spacing, 1) for key, value in values.items()}
-
-
-def add_lengths(entry: dict, lengths: dict[str, tuple[float, Line]], spacing: float) -> None:
-    """``entry[name + "_mm"]`` and ``entry["lines_px"][name]`` for every ``(pixels, line)`` in ``lengths``."""
-    for name, (pixels, line) in lengths.items():
-        entry[f"{name}_mm"] = round(pixels * spacing, 1)
-        entry.setdefault("lines_px", {})[name] = line
+def lengths_mm(lengths: dict[str, tuple[float, Line]], spacing: float) -> tuple[dict[str, float], dict[str, Line]]:
+    """``({name + "_mm": mm}, {name: line})`` of every ``(pixels, line)`` in ``lengths``."""
+    return ({f"{name}_mm": round(pixels * spacing, 1) for name, (pixels, _) in lengths.items()},
+            {name: line for name, (_, line) in lengths.items()})
 
 
 def disc_frames(levels: Levels) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -141,39 +140,39 @@ def vertebra_frame(vertebra: Level, frames: dict) -> tuple[np.ndarray, np.ndarra
     return u, np.array([-u[1], u[0]])
 
 
-def level_entry(level: Level) -> dict:
-    """What every level's entry starts with: name, count from the bottom, whether it was segmented, its
-    value in the level labelmap (None if not segmented) and its centroid."""
-    return {"name": level.name, "from_bottom": level.from_bottom, "segmented": not level.missing,
-            "label_value": level.instance or None, "centroid_px": tuple(round(float(c), 2) for c in level.centroid)}
+def level_entry(level: Level, lines: dict[str, Line], **measures) -> LevelEntry:
+    """One level's entry: its name, count from the bottom, value in the level labelmap (None if not segmented),
+    centroid (pixels, to 0.01), measured lines and ``measures``."""
+    return LevelEntry(level.kind, level.name, level.from_bottom, level.instance or None,
+                      tuple(round(float(c), 2) for c in level.centroid), lines, **measures)
 
 
-def measure_vertebra(levels: Levels, vertebra: Level, frames: dict, heatmap, spacing: float) -> dict:
+def measure_vertebra(levels: Levels, vertebra: Level, frames: dict, heatmap, spacing: float) -> LevelEntry:
     """Heights (anterior/middle/posterior), depth, their lines and the mean uncertainty of one body, in mm."""
-    entry = level_entry(vertebra)
     mask = levels.mask(vertebra)
+    values, lines = {}, {}
     if mask.any():
         frame = vertebra_frame(vertebra, frames)
         lengths = {f"{k}_height": value for k, value in height_lines(mask, frame).items()}
-        add_lengths(entry, lengths | {"depth": depth_line(mask, frame)}, spacing)
-    entry["mean_uncertainty"] = mean_over(heatmap, mask)
-    return entry
+        values, lines = lengths_mm(lengths | {"depth": depth_line(mask, frame)}, spacing)
+    return level_entry(vertebra, lines, mean_uncertainty=mean_over(heatmap, mask), **values)
 
 
-def measure_disc(levels: Levels, disc: Level, labels: np.ndarray, frames: dict, heatmap, spacing: float) -> dict:
-    """Heights, canal diameter, their lines and the mean uncertainty of one disc, in mm (height index added later)."""
-    entry = level_entry(disc)
+def measure_disc(levels: Levels, disc: Level, labels: np.ndarray, frames: dict, heatmap,
+                 spacing: float) -> LevelEntry:
+    """Heights, mean height, canal diameter, their lines and the mean uncertainty of one disc, in mm (height
+    index and slip added by :func:`add_relations`)."""
     mask = levels.mask(disc)
+    values, lines = {}, {}
     if mask.any():
         frame = frames[disc.from_bottom]
-        add_lengths(entry, {f"{k}_height": value for k, value in height_lines(mask, frame).items()}, spacing)
-        entry["mean_height_mm"] = round(float(np.mean([entry[f"{k}_height_mm"] for k in POSITIONS])), 1)
+        values, lines = lengths_mm({f"{k}_height": value for k, value in height_lines(mask, frame).items()}, spacing)
+        values["mean_height_mm"] = mean_height([values[key] for key in HEIGHT_KEYS])
         canal = run_line(labels == by_key("SC").value, np.array(disc.centroid), frame[0])
-        entry["canal_ap_diameter_mm"] = round(canal[0] * spacing, 1) if canal else 0.0
+        values["canal_ap_diameter_mm"] = round(canal[0] * spacing, 1) if canal else 0.0
         if canal:
-            entry["lines_px"]["canal_ap_diameter"] = canal[1]
-    entry["mean_uncertainty"] = mean_over(heatmap, mask)
-    return entry
+            lines["canal_ap_diameter"] = canal[1]
+    return level_entry(disc, lines, mean_uncertainty=mean_over(heatmap, mask), **values)
 
 
 def endplate_wall(mask: np.ndarray, frame, upper_end: bool, band: float = 5.0) -> float:
@@ -193,9 +192,19 @@ def slip(levels: Levels, lower: Level, upper: Level, frame, spacing: float) -> t
     return round(offset, 1), round(100.0 * offset / (depth(low, frame) * spacing), 1)
 
 
+def measure_report(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | None = None,
+                   spacing_mm: float = 1.0) -> LevelReport:
+    """Every measurement of one slice, as typed entries in pixels (see :func:`measure_levels`)."""
+    frames = disc_frames(levels)
+    vertebrae = [measure_vertebra(levels, v, frames, heatmap, spacing_mm) for v in levels.vertebrae]
+    discs = [measure_disc(levels, d, labels, frames, heatmap, spacing_mm) for d in levels.discs]
+    discs = add_relations(levels, discs, vertebrae, frames, spacing_mm)
+    return LevelReport(tuple(vertebrae), tuple(discs), tuple(levels.reasons))
+
+
 def measure_levels(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | None = None,
                    spacing_mm: float = 1.0) -> dict[str, list[dict]]:
-    """Every measurement of one slice.
+    """Every measurement of one slice (:func:`measure_report` as :meth:`~.report.LevelReport.entry_lists`).
 
     Args:
         levels: from :func:`~.levels.find_levels` on ``labels``.
@@ -212,22 +221,20 @@ def measure_levels(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | Non
         length, named as the length without ``_mm``); levels inferred but not segmented carry
         ``"segmented": False`` and no measurements.
     """
-    frames = disc_frames(levels)
-    vertebrae = [measure_vertebra(levels, v, frames, heatmap, spacing_mm) for v in levels.vertebrae]
-    discs = [measure_disc(levels, d, labels, frames, heatmap, spacing_mm) for d in levels.discs]
-    add_relations(levels, discs, vertebrae, frames, spacing_mm)
-    return {"vertebrae": vertebrae, "discs": discs}
+    return measure_report(levels, labels, heatmap, spacing_mm).entry_lists()
 
 
-def add_relations(levels: Levels, discs: list[dict], vertebrae: list[dict], frames: dict, spacing: float) -> None:
-    """Add each disc's ``height_index`` (vs the body above) and the slip of the body above over the one below."""
+def add_relations(levels: Levels, discs: list[LevelEntry], vertebrae: list[LevelEntry], frames: dict,
+                  spacing: float) -> list[LevelEntry]:
+    """The discs with their ``height_index`` (vs the body above) and the slip of the body above over the one below."""
     by_number = {v.from_bottom: v for v in levels.vertebrae}
-    depths = {v["from_bottom"]: v.get("depth_mm") for v in vertebrae}
+    depths = {v.from_bottom: v.depth_mm for v in vertebrae}
+    related = []
     for entry in discs:
-        number = entry["from_bottom"]
-        above = depths.get(number)
-        mean_height = entry.get("mean_height_mm")
-        entry["height_index"] = round(mean_height / above, 3) if above and mean_height else None
+        number = entry.from_bottom
         lower, upper = by_number.get(number - 1), by_number.get(number)
         shift = slip(levels, lower, upper, frames[number], spacing) if lower and upper and number in frames else None
-        entry["slip_mm"], entry["slip_percent"] = shift if shift else (None, None)
+        slip_mm, slip_percent = shift if shift else (None, None)
+        related.append(replace(entry, height_index=height_index(entry.mean_height_mm, depths.get(number)),
+                               slip_mm=slip_mm, slip_percent=slip_percent))
+    return related

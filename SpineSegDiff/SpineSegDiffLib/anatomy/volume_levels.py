@@ -14,25 +14,22 @@ labelled; a slice without a canal uses the line of its neighbour.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from ..labels import by_key
 from .instances import canal_columns, components
 from .levels import Level, Levels
-from .measurements import measure_levels
+from .measurements import measure_report
+from .report import DISC, KINDS, SLICES_CSV, VERTEBRA, csv_row
 
 MIN_PIECE_AREA_MM2 = 5.0
 """Smaller vertebra or disc pieces on a non-central slice are left unlabelled (noise)."""
 MIN_OVERLAP_SHARE = 0.1
 """A component is split between instances only when each overlaps it by at least this share of the
 largest overlap; smaller touches are taken as contact, not as a merge."""
-KIND_VALUES = {"vertebra": "VB", "disc": "IVD"}
 
 
 def instance_kinds(central: Levels) -> dict[int, str]:
@@ -80,12 +77,12 @@ def label_slice(labels: np.ndarray, neighbour: np.ndarray, kinds: dict[int, str]
     labelled ``neighbour`` int32 ``(H, W)``; ``canal`` ``(H,)`` is the canal centre line to use."""
     result = np.zeros(labels.shape, np.int32)
     size = max(kinds, default=0) + 1
-    for kind, key in KIND_VALUES.items():
+    for kind in KINDS:
         same_kind = np.zeros(size, bool)
-        same_kind[[i for i, k in kinds.items() if k == kind]] = True
+        same_kind[[i for i, k in kinds.items() if k == kind.name]] = True
         if not same_kind.any():
             continue
-        mask = anterior_mask(labels == by_key(key).value, canal)
+        mask = anterior_mask(labels == kind.structure.value, canal)
         for part in components(mask, MIN_PIECE_AREA_MM2, spacing_mm**2):
             matched = match_piece(part.mask, neighbour, same_kind)
             result[part.mask] = matched[part.mask]
@@ -134,25 +131,14 @@ def propagate_levels(central: Levels, labels: np.ndarray, centre: int, spacing_m
 def slice_levels(central: Levels, instances: np.ndarray) -> Levels:
     """The central levels present on one slice's instance map ``instances`` int32 ``(H, W)``, with
     their centroids recomputed there (absent and missing levels left out)."""
-    found: dict[str, list[Level]] = {"vertebra": [], "disc": []}
+    found: dict[str, list[Level]] = {kind.name: [] for kind in KINDS}
     for level in (*central.vertebrae, *central.discs):
         if level.missing:
             continue
         rows, cols = np.nonzero(instances == level.instance)
         if len(rows):
             found[level.kind].append(replace(level, centroid=(float(rows.mean()), float(cols.mean()))))
-    return Levels(instances, found["vertebra"], found["disc"])
-
-
-def bottom_up_position(row: dict) -> int:
-    """Anatomical order from the sacrum up: S1 = 0, L5/S1 = 1, L5 = 2, L4/L5 = 3, ..."""
-    return 2 * row["from_bottom"] - (row["kind"] == "disc")
-
-
-def flat(entry: dict) -> dict:
-    """``entry`` without nested values (lists, tuples, dicts); NumPy scalars become Python numbers."""
-    return {key: value.item() if isinstance(value, np.generic) else value
-            for key, value in entry.items() if not isinstance(value, (list, tuple, dict, np.ndarray))}
+    return Levels(instances, found[VERTEBRA], found[DISC])
 
 
 def measure_slices(central: Levels, instances: np.ndarray, labels: np.ndarray, heatmap: np.ndarray | None,
@@ -168,9 +154,9 @@ def measure_slices(central: Levels, instances: np.ndarray, labels: np.ndarray, h
         slice_indices: ``(N,)`` index of each model slice along the input's sagittal axis.
 
     Returns:
-        One flat dict per (slice, level), slices in order and levels bottom-up within a slice:
-        ``slice_index`` (input grid), ``model_slice``, ``name``, ``kind``, ``from_bottom`` and the
-        scalar keys of :func:`~.measurements.measure_levels`.
+        One row of the per-slice CSV (:data:`~.report.SLICES_CSV`) per (slice, level), slices in order and levels
+        bottom-up within a slice: ``slice_index`` (input grid), ``model_slice``, ``name``, ``kind``,
+        ``from_bottom`` and the scalar keys of :func:`~.measurements.measure_levels` (no pixel positions).
     """
     if not (len(instances) == len(labels) == len(slice_indices)):
         raise ValueError("instances, labels and slice_indices must have one entry per slice")
@@ -179,21 +165,7 @@ def measure_slices(central: Levels, instances: np.ndarray, labels: np.ndarray, h
         levels = slice_levels(central, instances[n])
         if not (levels.vertebrae or levels.discs):
             continue
-        measured = measure_levels(levels, labels[n], None if heatmap is None else heatmap[n], spacing_mm)
-        entries = [{"kind": "vertebra", **v} for v in measured["vertebrae"]]
-        entries += [{"kind": "disc", **d} for d in measured["discs"]]
-        for entry in sorted(entries, key=bottom_up_position):
-            head = {"slice_index": int(slice_indices[n]), "model_slice": n, "name": entry["name"],
-                    "kind": entry["kind"], "from_bottom": entry["from_bottom"]}
-            rows.append(head | flat(entry))
+        measured = measure_report(levels, labels[n], None if heatmap is None else heatmap[n], spacing_mm)
+        rows += [csv_row(SLICES_CSV, entry.kind, entry.to_dict(), slice_index=int(slice_indices[n]), model_slice=n)
+                 for entry in measured.bottom_up()]
     return rows
-
-
-def write_slice_levels_csv(rows: list[dict], path: Path) -> None:
-    """One CSV row per (slice, level); the columns are the union of the rows' keys in first-seen order
-    and a value a row lacks is left empty."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)

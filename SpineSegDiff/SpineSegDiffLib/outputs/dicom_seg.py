@@ -15,9 +15,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
+from ..anatomy.report import KIND_NAMES, kind_entries, level_terminology, structure_of
 from ..errors import SpineSegDiffError
 from ..io import atomic_path, list_dicom_series
-from ..labels import CATEGORY, STRUCTURES, by_key, level_terminology
+from ..labels import CATEGORY, STRUCTURES
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -27,8 +28,6 @@ MANUFACTURER = "SpineSegDiff"
 CONTENT_LABEL = "SPINESEGDIFF"
 DEVICE_SERIAL_NUMBER = "1"
 """Required by the Enhanced General Equipment module; software has no serial number."""
-LEVEL_STRUCTURE = {"vertebra": "VB", "disc": "IVD"}
-"""Level kind -> key of the structure whose colour a level segment takes."""
 REQUIRED_TAGS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
                  "Rows", "Columns", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient")
 SAME_FOR_ALL = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Rows", "Columns")
@@ -77,10 +76,11 @@ def levels_from_report(levels: dict) -> list[dict]:
         levels: ``{"vertebrae": [...], "discs": [...]}``, entries with ``name`` and ``label_value``.
 
     Returns:
-        ``[{"name", "kind", "label_value"}]``, vertebrae then discs, bottom-up as given.
+        ``[{"name", "kind", "label_value"}]``, vertebrae then discs, bottom-up as given
+        (:func:`~SpineSegDiffLib.anatomy.report.kind_entries`).
     """
     return [{"name": entry["name"], "kind": kind, "label_value": entry.get("label_value")}
-            for key, kind in (("vertebrae", "vertebra"), ("discs", "disc")) for entry in levels.get(key, [])]
+            for kind, entry in kind_entries(levels)]
 
 
 def _has_dicom_preamble(path: Path) -> bool:
@@ -225,13 +225,13 @@ def _segments(labels: sitk.Image, levels: list[dict] | None,
 
 
 def _level_description(number: int, level: dict) -> Any:
-    """A named level's segment: its name as label and tracking ID, its type code from the label table
-    (:func:`~SpineSegDiffLib.labels.level_terminology`), its structure's colour."""
-    if level.get("kind") not in LEVEL_STRUCTURE:
+    """A named level's segment: its name as label and tracking ID, its type code
+    (:func:`~SpineSegDiffLib.anatomy.report.level_terminology`), its structure's colour."""
+    if level.get("kind") not in KIND_NAMES:
         raise ValueError(f"level {level.get('name')!r} has kind {level.get('kind')!r}, not one of "
-                         f"{sorted(LEVEL_STRUCTURE)}")
+                         f"{sorted(KIND_NAMES)}")
     kind = _type_code(level_terminology(level["kind"], level["name"]))
-    color = by_key(LEVEL_STRUCTURE[level["kind"]]).color
+    color = structure_of(level["kind"]).color
     return _description(number, level["name"], kind, color, tracking_id=level["name"])
 
 

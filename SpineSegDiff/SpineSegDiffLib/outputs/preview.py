@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..labels import STRUCTURES, by_key
+from ..anatomy.report import kind_entries, structure_of
+from ..labels import STRUCTURES
 
 LABEL_OPACITY = 0.55
 HEATMAP_OPACITY = 0.8
@@ -63,11 +64,10 @@ def level_name_positions(levels: dict | None, level_labels: np.ndarray | None) -
     if not levels or level_labels is None:
         return []
     found = []
-    for kind, key in (("vertebra", "vertebrae"), ("disc", "discs")):
-        for entry in levels.get(key, []):
-            rows, columns = np.nonzero(level_labels == (entry.get("label_value") or -1))
-            if len(rows):
-                found.append((entry["name"], int(round(rows.mean())), int(columns.min()), kind))
+    for kind, entry in kind_entries(levels):
+        rows, columns = np.nonzero(level_labels == (entry.get("label_value") or -1))
+        if len(rows):
+            found.append((entry["name"], int(round(rows.mean())), int(columns.min()), kind))
     return found
 
 
@@ -84,7 +84,7 @@ def with_level_names(rgb: np.ndarray, names: list[tuple[str, int, int, str]]) ->
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default(size=NAME_FONT_SIZE)
     for name, row, column, kind in names:
-        colour = tuple(round(255 * c) for c in by_key("VB" if kind == "vertebra" else "IVD").color)
+        colour = tuple(round(255 * c) for c in structure_of(kind).color)
         width = draw.textlength(name, font=font)
         x = max(0.0, column - NAME_MARGIN - width)
         draw.text((x, row), name, fill=colour, font=font, anchor="lm", stroke_width=1, stroke_fill=(0, 0, 0))

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..anatomy.assessment import write_levels_csv
-from ..anatomy.volume_levels import write_slice_levels_csv
+from ..anatomy.report import write_levels_csv, write_slice_levels_csv
 from ..errors import SpineSegDiffError
 from ..inference.pipeline import SegmentationResult
 from ..labels import STRUCTURES
@@ -119,7 +118,7 @@ def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str
         if level_labels is not None:
             sitk.WriteImage(level_labels, str(staged["level_labels"]), useCompression=True)
         write_preview(result, staged["preview"])
-        write_levels_csv(result.levels or {"vertebrae": [], "discs": []}, staged["levels"])
+        write_levels_csv(result.levels or {}, staged["levels"])
         if result.slice_levels is not None:
             write_slice_levels_csv(result.slice_levels, staged["slice_levels"])
         report = build_report(result, source, dict(result.timings))
