@@ -59,16 +59,18 @@ def run():
     """The levels part of a real run: the pipeline's ``_assess`` (central slice assessed with the bundled grader
     and mapped to patient coordinates, levels tracked and measured through every slice) on the sample's reference
     labels in model space."""
-    from SpineSegDiffLib.anatomy.grading import optional_grader
+    from SpineSegDiffLib.anatomy.grading import DiscGrader
     from SpineSegDiffLib.inference.pipeline import Segmenter
     from SpineSegDiffLib.inference.preprocess import labels_to_model_space, to_model_space
+    from SpineSegDiffLib.modelset.model_set import open_models
 
     image, geometry = to_model_space(sitk.ReadImage(str(SAMPLE / "image.nii.gz")), "all")
     labels = labels_to_model_space(sitk.Cast(sitk.ReadImage(str(SAMPLE / "mask.nii.gz")), sitk.sitkUInt8), geometry)
     result = SimpleNamespace(model_image=image, model_labels=labels, geometry=geometry,
                              model_uncertainty=np.linspace(0, 1, labels.size, dtype=np.float32).reshape(labels.shape),
                              slice_indices=geometry.slice_indices, slice_levels=None)
-    Segmenter._assess(SimpleNamespace(grader=optional_grader(REPO / "Resources" / "Models")), result)
+    grader = DiscGrader(open_models(REPO / "Resources" / "Models").grader)
+    Segmenter._assess(SimpleNamespace(grader=grader), result)
     return result
 
 

@@ -25,13 +25,12 @@ medians (which also fill undefined values), means and standard deviations. The m
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import SpineSegDiffError
 from ..labels import by_key
-from ..modelset.folder import ModelFolder, open_model_folder
+from ..modelset.folder import ModelFolder
 from .instances import principal_axes
 from .levels import Level, Levels
 from .measurements import measure_levels, project
@@ -289,12 +288,3 @@ class DiscGrader:
                 "modic_probability": round(float(out["modic"][i]), 4),
             }
         return grades
-
-
-DEFAULT_GRADER = "disc-grading-t2"
-
-
-def optional_grader(models_dir: Path) -> DiscGrader | None:
-    """The grader in ``models_dir/disc-grading-t2``, or None when that folder is absent."""
-    path = Path(models_dir) / DEFAULT_GRADER
-    return DiscGrader(open_model_folder(path, "grading")) if path.is_dir() else None

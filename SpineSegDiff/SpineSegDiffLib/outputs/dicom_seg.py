@@ -38,8 +38,6 @@ POSITION_TOLERANCE = 0.1
 EXPORT_HINT = ("export the series from the PACS as classic single-frame images (one file per slice) with full "
                "headers; the segmentation is still in the other output files")
 GRID_HINT = "DICOM SEG export needs the labelmap on the grid of the series it was read from"
-SUGGESTED_SUFFIX = "_seg.dcm"
-"""Output name suggested beside the other outputs: ``<stem>_seg.dcm``."""
 
 
 def source_dicom_files(path: str | Path, series_uid: str | None = None) -> list[Path] | None:
