@@ -21,3 +21,9 @@ class Cancelled(SpineSegDiffError):
 
     def __init__(self) -> None:
         super().__init__("cancelled by the user")
+
+
+class OutputFolderError(SpineSegDiffError):
+    """The output folder cannot take the results: it is a file, not writable, on a read-only or full disk, or a
+    name in it is too long. The command line exits with status 2; a batch stops (later cases would fail the
+    same way) and keeps what it finished."""

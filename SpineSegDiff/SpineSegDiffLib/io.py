@@ -1,6 +1,7 @@
 """Reading volumes (NIfTI, NRRD, MHA/MHD, DICOM series) with checks, and writing files atomically.
 
-Every user mistake becomes one :class:`SpineSegDiffError` that says what is wrong and what to do.
+Every user mistake becomes one :class:`SpineSegDiffError` that says what is wrong and what to do. Every input
+is checked from its header first (:mod:`.header`), so a volume too large to read is refused before it is read.
 """
 
 from __future__ import annotations
@@ -17,11 +18,21 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import SpineSegDiffError
+from .header import (  # noqa: F401 (MAX_VOXELS, MIN_VOXELS_IN_PLANE, InputLimits: re-exported)
+    MAX_VOXELS,
+    MIN_VOXELS_IN_PLANE,
+    ImageHeader,
+    InputLimits,
+    check_header,
+    first_line,
+    header_of_image,
+    read_dicom_header,
+    read_file_header,
+)
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-MIN_VOXELS_IN_PLANE = 32
-MAX_VOXELS = 512 * 1024 * 1024
-"""Largest volume accepted (voxels): 2 GB as float32, the peak the preprocessing can need."""
+GZIP_HEADER_ALLOWANCE = 64 * 1024 * 1024
+"""Bytes a ``.gz`` stream may hold beyond its voxel data (header, extensions) before it counts as a bomb."""
 
 
 def stem_of(path: Path) -> str:
@@ -37,58 +48,56 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def read_volume(path: str | Path, series_uid: str | None = None) -> sitk.Image:
-    """Read and validate a 3D scalar volume from a file or a DICOM series folder."""
+def read_volume(path: str | Path, series_uid: str | None = None, limits: InputLimits | None = None) -> sitk.Image:
+    """Read and validate a 3D scalar volume from a file or a DICOM series folder.
+
+    The header is checked first (:func:`check_input`), so a volume over ``limits`` is refused before any
+    voxel is read."""
     path = Path(path)
-    if not path.exists():
-        raise SpineSegDiffError(f"{path} does not exist", "check the path (and quote names with spaces)")
-    image = _read_dicom_folder(path, series_uid) if path.is_dir() else _read_file(path)
-    validate_volume(image, str(path))
+    header = check_input(path, series_uid, limits)
+    if path.is_dir():
+        image = _read_dicom_folder(path, series_uid)
+    else:
+        image = _read_file(path, header.data_bytes + GZIP_HEADER_ALLOWANCE)
+    validate_volume(image, str(path), limits)
     return image
 
 
-def check_input(path: Path, series_uid: str | None = None) -> None:
-    """The quick checks made before any model loads: the input exists and its header (or, for a
-    folder, its DICOM series) can be read. :func:`read_volume` checks the rest."""
+def check_input(path: Path, series_uid: str | None = None, limits: InputLimits | None = None) -> ImageHeader:
+    """The checks made before any model loads and before any voxel is read: the input exists, its header (or,
+    for a folder, the tags of its one DICOM series) can be read and passes :func:`~.header.check_header`.
+    Returns the header. :func:`read_volume` checks the voxel values."""
+    path = Path(path)
     if not path.exists():
         raise SpineSegDiffError(f"{path} does not exist", "check the path (and quote names with spaces)")
-    if path.is_dir():
-        series = list_dicom_series(path)
-        if not series:
-            raise SpineSegDiffError(f"{path} holds no image files and no DICOM series",
-                                    "give a DICOM series folder, a folder of image files or an image file")
-        if series_uid is not None and series_uid not in series:
-            raise SpineSegDiffError(f"series {series_uid} is not in {path}", "run again without --series to list them")
-        return
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise SpineSegDiffError(
-            f"{path} could not be read as an image ({_first_line(error)})",
-            "give a NIfTI, NRRD, MHA/MHD file or a DICOM series folder",
-        ) from None
+    header = read_dicom_header(_series_files(path, series_uid)) if path.is_dir() else read_file_header(path)
+    check_header(header, str(path), limits)
+    return header
 
 
-def _read_file(path: Path) -> sitk.Image:
+def _read_file(path: Path, most_bytes: int) -> sitk.Image:
     if path.name.lower().endswith(".gz"):
-        _check_gzip_complete(path)
+        _check_gzip_complete(path, most_bytes)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise SpineSegDiffError(
-            f"{path} could not be read as an image ({_first_line(error)})",
+            f"{path} could not be read as an image ({first_line(error)})",
             "give a NIfTI, NRRD, MHA/MHD file or a DICOM series folder",
         ) from None
 
 
-def _check_gzip_complete(path: Path) -> None:
-    """SimpleITK reads a truncated .gz silently (zeros for the missing part): read it through."""
+def _check_gzip_complete(path: Path, most_bytes: int) -> None:
+    """SimpleITK reads a truncated .gz silently (zeros for the missing part): read it through, in constant
+    memory, refusing a stream that decompresses to more than ``most_bytes`` (more than its header says)."""
+    total = 0
     try:
         with gzip.open(path, "rb") as stream:
-            while stream.read(16 * 1024 * 1024):
-                pass
+            while chunk := stream.read(16 * 1024 * 1024):
+                total += len(chunk)
+                if total > most_bytes:
+                    raise SpineSegDiffError(f"{path} decompresses to more data than its header describes",
+                                            "export the volume again")
     except (EOFError, OSError, zlib.error) as error:
         raise SpineSegDiffError(
             f"{path} is truncated or corrupt ({error})", "copy or export the file again"
@@ -101,10 +110,12 @@ def list_dicom_series(folder: Path) -> dict[str, list[str]]:
     return {uid: list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in reader.GetGDCMSeriesIDs(str(folder))}
 
 
-def _read_dicom_folder(folder: Path, series_uid: str | None) -> sitk.Image:
+def _series_files(folder: Path, series_uid: str | None) -> list[str]:
+    """The files of the one DICOM series in ``folder`` (or of ``series_uid``), else the reason."""
     series = list_dicom_series(folder)
     if not series:
-        raise SpineSegDiffError(f"{folder} holds no DICOM series", "give a DICOM series folder or an image file")
+        raise SpineSegDiffError(f"{folder} holds no image files and no DICOM series",
+                                "give a DICOM series folder, a folder of image files or an image file")
     if series_uid is None and len(series) > 1:
         listing = "\n".join(f"    {uid} ({len(files)} files)" for uid, files in series.items())
         raise SpineSegDiffError(
@@ -113,33 +124,21 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> sitk.Image:
     uid = series_uid or next(iter(series))
     if uid not in series:
         raise SpineSegDiffError(f"series {uid} is not in {folder}", "run again without --series to list them")
+    return series[uid]
+
+
+def _read_dicom_folder(folder: Path, series_uid: str | None) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(series[uid])
+    reader.SetFileNames(_series_files(folder, series_uid))
     try:
         return reader.Execute()
     except RuntimeError as error:
-        raise SpineSegDiffError(f"the DICOM series in {folder} could not be read ({_first_line(error)})") from None
+        raise SpineSegDiffError(f"the DICOM series in {folder} could not be read ({first_line(error)})") from None
 
 
-def validate_volume(image: sitk.Image, name: str) -> None:
-    """Refuse what the pipeline cannot segment, with the reason."""
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise SpineSegDiffError(
-            f"{name} has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector image)",
-            "give a grey-scale MRI volume",
-        )
-    if image.GetDimension() != 3 or (image.GetDimension() == 3 and min(image.GetSize()) < 1):
-        raise SpineSegDiffError(
-            f"{name} is a {image.GetDimension()}D image; SpineSegDiff needs one 3D volume",
-            "give a 3D sagittal volume (for 4D series, extract one time point first)",
-        )
-    if sorted(image.GetSize())[1] < MIN_VOXELS_IN_PLANE:
-        raise SpineSegDiffError(f"{name} is too small ({image.GetSize()})", "give a whole lumbar MRI series")
-    if np.prod(image.GetSize()) > MAX_VOXELS:
-        raise SpineSegDiffError(
-            f"{name} has {np.prod(image.GetSize()):,} voxels, more than the {MAX_VOXELS:,} that fit in memory safely",
-            "crop the volume to the lumbar spine or resample it first",
-        )
+def validate_volume(image: sitk.Image, name: str, limits: InputLimits | None = None) -> None:
+    """Refuse what the pipeline cannot segment, with the reason: the header checks, then NaN and constant voxels."""
+    check_header(header_of_image(image), name, limits)
     _check_values(sitk.GetArrayViewFromImage(image), name)
 
 
@@ -151,11 +150,6 @@ def _check_values(array: np.ndarray, name: str) -> None:
         )
     if array.min() == array.max():
         raise SpineSegDiffError(f"{name} is constant (every voxel is {array.flat[0]})", "check that it is an MRI")
-
-
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else type(error).__name__
 
 
 @contextlib.contextmanager

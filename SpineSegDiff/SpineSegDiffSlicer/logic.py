@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import SimpleITK as sitk
 
+from SpineSegDiffLib.errors import SpineSegDiffError
+from SpineSegDiffLib.header import ImageHeader, InputLimits, check_header
 from SpineSegDiffLib.io import validate_volume
+from SpineSegDiffLib.outputs.destination import plain_os_errors
 
 from . import mrml, roles
 from .roles import NAME_SUFFIXES, ROLE_ATTRIBUTE  # noqa: F401 (ROLE_ATTRIBUTE: the module and scripts use it here)
@@ -45,10 +48,23 @@ class ResultNodes:
     heatmap: Any
 
 
-def image_for_volume_node(volume_node) -> sitk.Image:
-    """The volume as a SimpleITK image, refused with a clear reason if it cannot be segmented."""
+def volume_node_header(volume_node) -> ImageHeader:
+    """What the volume node's image data says about its voxels (dimensions, scalar type, geometry), read without
+    touching the voxels."""
+    data = None if volume_node is None else volume_node.GetImageData()
+    if data is None:
+        raise SpineSegDiffError("the selected volume has no voxels", "load a volume first")
+    return ImageHeader(tuple(int(n) for n in data.GetDimensions()), tuple(float(s) for s in volume_node.GetSpacing()),
+                       mrml.lps_direction(volume_node), data.GetScalarTypeAsString(), int(data.GetScalarSize()),
+                       int(data.GetNumberOfScalarComponents()))
+
+
+def image_for_volume_node(volume_node, limits: InputLimits | None = None) -> sitk.Image:
+    """The volume as a SimpleITK image, refused with a clear reason if it cannot be segmented. Its dimensions
+    are checked against ``limits`` before its voxels are copied."""
+    check_header(volume_node_header(volume_node), volume_node.GetName(), limits)
     image = mrml.image_from_volume_node(volume_node)
-    validate_volume(image, volume_node.GetName())
+    validate_volume(image, volume_node.GetName(), limits)
     return image
 
 
@@ -57,12 +73,15 @@ def worker_options(options: SegmentOptions) -> dict:
     return asdict(options)
 
 
-def write_input(volume_node, folder: Path) -> Path:
-    """The volume as ``folder/input.nrrd`` for the worker, refused with a clear reason if it cannot be segmented."""
-    image = image_for_volume_node(volume_node)
-    folder.mkdir(parents=True, exist_ok=True)
+def write_input(volume_node, folder: Path, limits: InputLimits | None = None) -> Path:
+    """The volume as ``folder/input.nrrd`` for the worker, refused with a clear reason if it cannot be segmented
+    (or is over ``limits``; pass the worker request the same ``limits``). A full or unwritable ``folder`` is one
+    message naming it."""
+    image = image_for_volume_node(volume_node, limits)
     path = folder / INPUT_FILE
-    sitk.WriteImage(image, str(path), useCompression=True)
+    with plain_os_errors(folder, image.GetNumberOfPixels() * image.GetSizeOfPixelComponent()):
+        folder.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(image, str(path), useCompression=True)
     return path
 
 

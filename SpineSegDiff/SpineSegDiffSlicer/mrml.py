@@ -79,13 +79,18 @@ def image_from_volume_node(node) -> sitk.Image:
     if node.GetImageData().GetNumberOfScalarComponents() != 1:
         raise SpineSegDiffError(f"{node.GetName()} is a colour or vector volume", "select a grey-scale MRI volume")
     image = sitk.GetImageFromArray(array_from_volume_node(node))
+    image.SetSpacing(tuple(float(s) for s in node.GetSpacing()))
+    image.SetOrigin(tuple((RAS_FROM_LPS @ np.array(node.GetOrigin())).tolist()))
+    image.SetDirection(lps_direction(node))
+    return image
+
+
+def lps_direction(node) -> tuple[float, ...]:
+    """The node's direction matrix in LPS (SimpleITK's convention), row-major."""
     directions = vtk.vtkMatrix4x4()
     node.GetIJKToRASDirectionMatrix(directions)
     ras_direction = slicer.util.arrayFromVTKMatrix(directions)[:3, :3]
-    image.SetSpacing(tuple(float(s) for s in node.GetSpacing()))
-    image.SetOrigin(tuple((RAS_FROM_LPS @ np.array(node.GetOrigin())).tolist()))
-    image.SetDirection(tuple((RAS_FROM_LPS @ ras_direction).ravel().tolist()))
-    return image
+    return tuple((RAS_FROM_LPS @ ras_direction).ravel().tolist())
 
 
 def array_from_volume_node(node) -> np.ndarray:

@@ -2,10 +2,13 @@
 
 The command line, the Slicer batch script and the Slicer module share it; each gives the work for
 one case (read, segment, write) and how to tell a finished case. Before any model is loaded the
-options are checked against the model folders and every input is checked (exists, readable), so
-such mistakes come back in well under a second. Then each case runs on its own: any exception,
-including running out of GPU memory, becomes a ``failed`` entry with a reason a user can act on,
-and the batch goes on. With ``device="auto"`` a case that runs out of GPU memory is retried on the CPU.
+options are checked against the model folders and every input is checked from its header alone (exists,
+readable, within the size limits: see :mod:`..header`), so such mistakes come back in well under a second.
+Then each case runs on its own: any exception, including running out of GPU memory, becomes a ``failed``
+entry with a reason a user can act on, and the batch goes on. With ``device="auto"`` a case that runs out
+of GPU memory is retried on the CPU. Only an unusable output folder (full disk, permission denied, read-only:
+:class:`~..errors.OutputFolderError`) stops the batch, since every later case would fail the same way; the
+finished cases are kept.
 
 ``OUT/summary.json`` lists every case with its status (``done``, ``skipped`` when its results already
 existed, ``failed`` with the reason) and is rewritten atomically after each case, so an interrupted
@@ -21,21 +24,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, SpineSegDiffError
+from ..errors import Cancelled, OutputFolderError, SpineSegDiffError
 from ..io import write_text
 from ..modelset.model_set import ModelSet
 from ..options import SegmentOptions, resolve_device
+from ..outputs.destination import plain_os_errors
 
 OUT_OF_MEMORY_HINT = "use a lighter preset or fewer --samples, or --device cpu"
 
 
 @dataclass(frozen=True)
 class Case:
-    """One thing to segment: ``source`` is what the work function reads (a path, a volume node...)."""
+    """One thing to segment: ``source`` is what the work function reads (a path, a volume node...);
+    ``output_bytes``: the most its outputs can take on disk (0: unknown)."""
 
     name: str
     stem: str
     source: Any
+    output_bytes: int = 0
 
 
 Work = Callable[[Case, Any], dict]
@@ -65,21 +71,31 @@ class BatchEngine:
     def run(self, cases: list[Case | dict], work: Work) -> dict:
         """Run ``work`` on every :class:`Case`; a ``dict`` is a case already decided (skipped or failed).
         Returns the summary, also written to ``out_dir/summary.json`` after each case."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with plain_os_errors(self.out_dir):
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         summary = {"options": asdict(self.options), "models": str(self.models.root), "cases": []}
         for case in cases:
-            entry = case if isinstance(case, dict) else self.run_case(case, work)
+            entry = case if isinstance(case, dict) else self._run_case(case, work)
             summary["cases"].append(entry)
-            write_text(json.dumps(summary, indent=2) + "\n", self.out_dir / "summary.json")
+            with plain_os_errors(self.out_dir):
+                write_text(json.dumps(summary, indent=2) + "\n", self.out_dir / "summary.json")
             self.log(case_line(entry))
         return summary
 
     def run_case(self, case: Case, work: Work) -> dict:
-        """One case; every exception but a cancel becomes a ``failed`` entry."""
+        """One case on its own (the worker's and the cluster's): every exception but a cancel becomes a ``failed``
+        entry."""
+        try:
+            return self._run_case(case, work)
+        except OutputFolderError as error:
+            return {"input": case.name, "stem": case.stem, "status": "failed", "reason": str(error)}
+
+    def _run_case(self, case: Case, work: Work) -> dict:
+        """:meth:`run_case`, but an unusable output folder is raised: it stops :meth:`run`."""
         entry = {"input": case.name, "stem": case.stem}
         try:
             return {**entry, "status": "done", **self._with_cpu_fallback(case, work)}
-        except (Cancelled, KeyboardInterrupt):
+        except (Cancelled, KeyboardInterrupt, OutputFolderError):
             raise
         except SpineSegDiffError as error:
             return {**entry, "status": "failed", "reason": str(error)}

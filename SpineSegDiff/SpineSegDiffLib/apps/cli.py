@@ -6,6 +6,13 @@
 INPUT is an image file (NIfTI, NRRD, MHA/MHD), a DICOM series folder, or a folder of image files.
 A run over many inputs continues past a failing case, writes OUT_DIR/summary.json, and a re-run
 skips the cases already finished (``--overwrite`` redoes them).
+
+Every input is checked from its header before any voxel is read; one larger than 512M voxels or 2 GB of voxel
+data is refused unless --max-voxels / --max-bytes raise the limit. The output folder is checked (not a file,
+writable, enough free space) before any model loads.
+
+Exit status: 0 every case done or skipped; 1 a case failed, or a bad option; 2 the output folder cannot be
+used (a file, not writable, read-only, full), or a command-line usage error; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import SpineSegDiffError
+from ..errors import OutputFolderError, SpineSegDiffError
+from ..header import InputLimits, parse_amount
 from ..options import DEVICE_CHOICES, DEVICES, MODE_CHOICES, MODES, PRESET_HELP, PRESET_NAMES, SegmentOptions
 
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+EXIT_FAILED, EXIT_OUTPUT_FOLDER, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _choices_help(choices) -> str:
@@ -49,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--series", help="DICOM series UID when a folder holds several")
     seg.add_argument("--models", type=Path, help="folder holding the model folders (default: bundled)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing results")
+    seg.add_argument("--max-voxels", metavar="N", help="largest input accepted, in voxels (default 512M; K, M, G: "
+                     "powers of 1024); raise it only when this machine has the memory")
+    seg.add_argument("--max-bytes", metavar="SIZE", help="largest input voxel data, decompressed (default 2G)")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     info = sub.add_parser("info", help="list the models found and the device")
     info.add_argument("--models", type=Path)
@@ -65,21 +76,29 @@ def options_from(args: argparse.Namespace) -> SegmentOptions:
     )
 
 
+def limits_from(args: argparse.Namespace) -> InputLimits:
+    """The input size limits of ``segment`` (raises :class:`SpineSegDiffError` for a bad value)."""
+    given = {"max_voxels": args.max_voxels, "max_bytes": args.max_bytes}
+    return InputLimits(**{name: parse_amount(value, "--" + name.replace("_", "-"))
+                          for name, value in given.items() if value is not None})
+
+
 def run_segment(args: argparse.Namespace) -> int:
     from .batch import summary_line
     from .cases import run_batch
 
     started = time.perf_counter()
     options = options_from(args)
+    limits = limits_from(args)
 
     def log(line: str) -> None:
-        if line.startswith("error:"):
+        if line.startswith(("error:", "warning:")):
             print(line, file=sys.stderr, flush=True)
         elif not args.quiet:
             print(line, flush=True)
 
     summary = run_batch(args.inputs, args.output, options, args.models, args.overwrite, args.series,
-                        show_progress=not args.quiet, log=log)
+                        show_progress=not args.quiet, log=log, limits=limits)
     failed = any(c["status"] == "failed" for c in summary["cases"])
     line = f"{summary_line(summary, args.output)} ({time.perf_counter() - started:.1f} s)"
     print(line, file=sys.stderr if failed else sys.stdout)
@@ -128,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _stop_on_signals():
             return run_segment(args) if args.command == "segment" else run_info(args)
+    except OutputFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_OUTPUT_FOLDER
     except SpineSegDiffError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
