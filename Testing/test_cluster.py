@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ pytest.importorskip("distributed")
 
 from SpineSegDiffLib.apps.cases import run_batch  # noqa: E402
 from SpineSegDiffLib.apps.cluster import run_on_cluster, threads_per_worker  # noqa: E402
+from SpineSegDiffLib.errors import SpineSegDiffError  # noqa: E402
 from SpineSegDiffLib.options import SegmentOptions  # noqa: E402
 
 MODELS = REPO / "Resources" / "Models"
@@ -89,3 +91,25 @@ def test_an_interrupted_run_resumes_with_what_is_missing(cohort, on_two_workers,
     summary = run_on_cluster([cohort], out, OPTIONS, MODELS, workers=2, show_progress=False)
     assert statuses(summary) == {"a": "skipped", "b": "done", "c": "skipped", "flat": "failed"}
     assert outputs(out) == outputs(done)
+
+
+def test_the_command_line_runs_a_cohort_on_two_workers(cohort, on_two_workers, tmp_path, capsys):
+    from SpineSegDiffLib.apps.cli import main
+
+    done, _summary = on_two_workers
+    arguments = ["segment", str(cohort), "-o", str(tmp_path), "--preset", "fast", "--device", "cpu", "--seed", "3",
+                 "--models", str(MODELS), "--workers", "2", "--quiet"]
+    assert main(arguments) == 1  # the constant volume fails, the others are done
+    assert outputs(tmp_path) == outputs(done)
+    assert "FAILED: 1 of 4 cases failed" in capsys.readouterr().err
+
+
+def test_bad_worker_counts_and_a_missing_extra_are_one_message(tmp_path, capsys, monkeypatch):
+    from SpineSegDiffLib.apps import cluster
+    from SpineSegDiffLib.apps.cli import main
+
+    assert main(["segment", str(BUNDLED_SAMPLE), "-o", str(tmp_path / "a"), "--workers", "0"]) == 1
+    assert "--workers must be at least 1" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if the cluster extra were not installed
+    with pytest.raises(SpineSegDiffError, match="distributed"), cluster._client(2, None):
+        pass

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import SpineSegDiffError
 from ..header import ImageHeader, InputLimits, header_of_image
 from ..io import check_input, is_image_file, read_volume, stem_of
-from ..modelset.model_set import open_models
+from ..modelset.model_set import ModelSet, open_models
 from ..options import SegmentOptions
 from ..outputs.destination import (
     check_free_space,
@@ -127,18 +127,27 @@ class ProgressBar:
         self.bar.close()
 
 
-def run_batch(inputs: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
-              overwrite: bool = False, series: str | None = None, show_progress: bool = True,
-              log: Callable[[str], None] = lambda line: None, limits: InputLimits | None = None) -> dict:
-    """Segment image files / DICOM folders into ``out_dir`` (the command line's batch). Before any model loads:
-    the output folder (:class:`~..errors.OutputFolderError`), the options, every input from its header, and
-    the free space for the largest case."""
+def plan_batch(inputs: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
+               overwrite: bool = False, series: str | None = None, log: Callable[[str], None] = lambda line: None,
+               limits: InputLimits | None = None) -> tuple[ModelSet, list[Case | dict]]:
+    """What a batch checks before any model loads: the output folder (:class:`~..errors.OutputFolderError`), the
+    options against the models, every input from its header, and the free space for the largest case.
+    Returns the opened models and the planned cases (single process and cluster alike)."""
     check_output_folder(out_dir)
     models = open_models(models_dir)
     models.check(options)
     cases = file_cases(inputs, out_dir, overwrite, series, limits)
     sizes = [case.output_bytes for case in cases if isinstance(case, Case)]
     check_free_space(out_dir, max(sizes, default=0), sum(sizes), log)
+    return models, cases
+
+
+def run_batch(inputs: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
+              overwrite: bool = False, series: str | None = None, show_progress: bool = True,
+              log: Callable[[str], None] = lambda line: None, limits: InputLimits | None = None) -> dict:
+    """Segment image files / DICOM folders into ``out_dir`` in this process (the command line's batch), after
+    :func:`plan_batch`'s checks."""
+    models, cases = plan_batch(inputs, out_dir, options, models_dir, overwrite, series, log, limits)
     engine = BatchEngine(models, options, out_dir, log)
     return engine.run(cases, segment_file(out_dir, options, overwrite=overwrite, series=series,
                                          show_progress=show_progress, limits=limits))

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "powers of 1024); raise it only when this machine has the memory")
     seg.add_argument("--max-bytes", metavar="SIZE", help="largest input voxel data, decompressed (default 2G)")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
+    where = seg.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N", help="run the cases on a local Dask cluster of N "
+                       "processes, each loading the models once (needs the cluster extra)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run the cases on the running Dask cluster at "
+                       "ADDRESS (e.g. tcp://host:8786); its workers must see the inputs, models and output folder")
     info = sub.add_parser("info", help="list the models found and the device")
     info.add_argument("--models", type=Path)
     info.add_argument("--device", choices=DEVICES, default="auto")
@@ -97,8 +102,17 @@ def run_segment(args: argparse.Namespace) -> int:
         elif not args.quiet:
             print(line, flush=True)
 
-    summary = run_batch(args.inputs, args.output, options, args.models, args.overwrite, args.series,
-                        show_progress=not args.quiet, log=log, limits=limits)
+    if args.workers is not None or args.scheduler:
+        from .cluster import run_on_cluster
+
+        if args.workers is not None and args.workers < 1:
+            raise SpineSegDiffError(f"--workers must be at least 1, got {args.workers}", "use --workers 2 or more")
+        summary = run_on_cluster(args.inputs, args.output, options, args.models, args.overwrite, args.series,
+                                 workers=args.workers, scheduler=args.scheduler, show_progress=not args.quiet,
+                                 log=log, limits=limits)
+    else:
+        summary = run_batch(args.inputs, args.output, options, args.models, args.overwrite, args.series,
+                            show_progress=not args.quiet, log=log, limits=limits)
     failed = any(c["status"] == "failed" for c in summary["cases"])
     line = f"{summary_line(summary, args.output)} ({time.perf_counter() - started:.1f} s)"
     print(line, file=sys.stderr if failed else sys.stdout)

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpineSegDiffError
+from ..header import InputLimits
 from ..io import write_text
 from ..modelset.model_set import open_models
 from ..options import SegmentOptions
 from .batch import BatchEngine, case_line
-from .cases import Case, file_cases, segment_file
+from .cases import Case, plan_batch, segment_file
 
 PLUGIN_NAME = "spinesegdiff-segmenter"
 INSTALL_HINT = "install the cluster extra: pip install 'spinesegdiff[cluster]' (Dask distributed)"
@@ -68,31 +69,31 @@ class SegmenterPlugin(WorkerPlugin):
 
 
 def segment_on_worker(case: Case, out_dir: str, options: SegmentOptions, overwrite: bool,
-                      series: str | None) -> dict:
+                      series: str | None, limits: InputLimits | None) -> dict:
     """The task of one case: the batch engine's ``run_case`` with the worker's segmenters; a summary entry."""
     from distributed import get_worker
 
     engine = get_worker().plugins[PLUGIN_NAME].engine(options, Path(out_dir))
-    return engine.run_case(case, segment_file(Path(out_dir), options, overwrite=overwrite, series=series))
+    work = segment_file(Path(out_dir), options, overwrite=overwrite, series=series, limits=limits)
+    return engine.run_case(case, work)
 
 
 def run_on_cluster(inputs: list[Path], out_dir: Path, options: SegmentOptions, models_dir: Path | None = None,
                    overwrite: bool = False, series: str | None = None, workers: int | None = None,
                    scheduler: str | None = None, show_progress: bool = True,
-                   log: Callable[[str], None] = lambda line: None) -> dict:
+                   log: Callable[[str], None] = lambda line: None, limits: InputLimits | None = None) -> dict:
     """Segment image files / DICOM folders into ``out_dir`` on a Dask cluster (``workers`` local processes,
-    or the running cluster at ``scheduler``); returns the summary, also written to ``out_dir/summary.json``."""
-    models = open_models(models_dir)
-    models.check(options)
-    planned = file_cases(inputs, out_dir, overwrite, series)
+    or the running cluster at ``scheduler``), after the single-process batch's checks (:func:`~.cases.plan_batch`);
+    returns the summary, also written to ``out_dir/summary.json``."""
+    models, planned = plan_batch(inputs, out_dir, options, models_dir, overwrite, series, log, limits)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries: list[dict | None] = [None if isinstance(c, Case) else c for c in planned]
     summary = {"options": asdict(options), "models": str(models.root), "cases": []}
     run = uuid.uuid4().hex[:8]
     with _client(workers, scheduler) as client:
         client.register_plugin(SegmenterPlugin(str(models.root), threads_per_worker(workers)), name=PLUGIN_NAME)
-        futures = {client.submit(segment_on_worker, case, str(out_dir), options, overwrite, series, pure=False,
-                                 key=f"spinesegdiff-{run}-{index}"): index
+        futures = {client.submit(segment_on_worker, case, str(out_dir), options, overwrite, series, limits,
+                                 pure=False, key=f"spinesegdiff-{run}-{index}"): index
                    for index, case in enumerate(planned) if isinstance(case, Case)}
         for entry in (e for e in entries if e is not None):
             log(case_line(entry))

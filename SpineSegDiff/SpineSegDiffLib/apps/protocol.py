@@ -44,7 +44,8 @@ def request_kind(line: str) -> str | None:
 
 
 FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
-    SEGMENT: {"id": (str, int), "input": (str,), "output_dir": (str,), "stem": (str,), "options": (dict,)},
+    SEGMENT: {"id": (str, int), "input": (str,), "output_dir": (str,), "stem": (str,), "options": (dict,),
+              "limits": (dict,)},
     REVIEW: {"id": (str, int), "labels": (str,), "heatmap": (str,), "output_dir": (str,)},
     SHUTDOWN: {"id": (str, int)},
 }

@@ -10,7 +10,8 @@ Protocol (version :data:`PROTOCOL_VERSION`), one JSON object per line, UTF-8:
 Requests (client -> worker, stdin):
     ``{"request": "segment", "id": "...", "input": "/path/image.nrrd", "output_dir": "/path/out",
     "stem": "image", "options": {"mode": "central", "preset": "fast", "device": "cpu", ...}}``
-    (``options``: the fields of :class:`~.options.SegmentOptions`; ``stem`` optional); its result also names
+    (``options``: the fields of :class:`~.options.SegmentOptions`; ``stem`` optional; ``limits`` optional:
+    ``{"max_voxels": N, "max_bytes": N}``, see :class:`~..header.InputLimits`); its result also names
     a ``review`` file: the review regions at every threshold (:func:`~.review.regions_by_level`), so that the
     module never computes them on Slicer's GUI thread;
     ``{"request": "review", "id": "...", "labels": "/path/labels.nrrd", "heatmap": "/path/heatmap.nrrd",
@@ -45,12 +46,14 @@ from typing import IO, Any
 
 from .. import __version__
 from ..errors import SpineSegDiffError
-from ..io import check_input, stem_of
+from ..header import InputLimits
+from ..io import stem_of
 from ..modelset.model_set import ModelSet, open_models
 from ..options import SegmentOptions
+from ..outputs.destination import plain_os_errors
 from ..outputs.writer import output_paths
 from .batch import BatchEngine
-from .cases import Case, segment_file
+from .cases import Case, preflight, segment_file
 from .inbox import Inbox, watch_parent
 from .protocol import PROTOCOL_VERSION, SEGMENT, SHUTDOWN, ProtocolError, checked_request, decode, encode
 
@@ -107,9 +110,10 @@ class Worker:
     def _run(self, request: dict) -> dict:
         source, out_dir = Path(request["input"]), Path(request["output_dir"])
         options = SegmentOptions(**request.get("options", {}))
-        check_input(source)
-        self.models().check(options)
+        limits = InputLimits.from_dict(request.get("limits"))
         stem = request.get("stem") or stem_of(source)
+        preflight(source, out_dir, stem, limits=limits)  # output folder, input header, free space: before loading
+        self.models().check(options)
         reporter = ProgressReporter(self.emit, request.get("id"))
         loaded_before = set(self._segmenters)
         engine = BatchEngine(self.models(), options, out_dir, segmenters=self._segmenters)
@@ -117,12 +121,14 @@ class Worker:
         reporter("loading models", 0.0)
         engine.segmenter(options.device)
         load_seconds = time.perf_counter() - started
-        work = segment_file(out_dir, options, overwrite=True, series=None, show_progress=False, progress=reporter)
+        work = segment_file(out_dir, options, overwrite=True, progress=reporter, limits=limits)
         entry = engine.run_case(Case(str(source), stem, source), work)
         if entry["status"] != "done":
             raise CaseFailed(entry["reason"], entry.get("traceback", ""))
         files = {key: str(path) for key, path in output_paths(out_dir, stem).items() if path.is_file()}
-        files["review"] = str(write_review(Path(files["labels"]), Path(files["uncertainty"]), out_dir / REVIEW_FILE))
+        with plain_os_errors(out_dir):
+            review = write_review(Path(files["labels"]), Path(files["uncertainty"]), out_dir / REVIEW_FILE)
+        files["review"] = str(review)
         return {"files": files, "models": "reused" if options.device in loaded_before else "loaded",
                 "load_seconds": round(load_seconds, 3), "seconds": round(time.perf_counter() - started, 3)}
 
