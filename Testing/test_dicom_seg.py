@@ -1,4 +1,5 @@
-"""DICOM SEG export: segments and codes, frames on the right source slices, refusals with a reason."""
+"""DICOM SEG export: two non-overlapping SEGs (structures; named levels) that viewers load, no empty segment, codes
+of what each segment holds, frames on the right source slices, refusals with a reason."""
 
 from __future__ import annotations
 
@@ -11,17 +12,29 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import BUNDLED_SAMPLE, REPO, oblique_direction, synthetic_spine
+from dicom_series import (
+    assert_frames_match,
+    masks_of,
+    on_grid,
+    read_back,
+    referenced_images,
+    source_uid_by_slice,
+    synthetic_case,
+    write_series,
+)
 
 from SpineSegDiffLib import __version__
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.io import read_volume
-from SpineSegDiffLib.labels import STRUCTURES
+from SpineSegDiffLib.labels import LEVEL_TYPES, STRUCTURES
 from SpineSegDiffLib.outputs.dicom_seg import (
+    LEVEL_SERIES,
     SERIES_DESCRIPTION,
     levels_from_report,
     source_dicom_files,
     write_dicom_seg,
 )
+from SpineSegDiffLib.outputs.dicom_segments import VERTEBRAL_BODY
 
 pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
@@ -30,164 +43,132 @@ TERMINOLOGY = REPO / "SpineSegDiff" / "Resources" / "Terminology"
 TERM_JSON = TERMINOLOGY / "SegmentationCategoryTypeModifier-SpineSegDiff.term.json"
 
 
-def write_series(image: sitk.Image, folder: Path) -> list[Path]:
-    """Write ``image`` (size ``(X, Y, Z)``) as an MR series: ``Z`` single-frame files of ``Y`` rows, ``X`` columns."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    array = sitk.GetArrayFromImage(image)
-    array = (array - array.min()).astype(np.uint16)  # (Z, Y, X)
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    files = []
-    for k in range(array.shape[0]):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID, ds.Modality = MRImageStorage, "MR"
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Spine", "SSD001", "", "O"
-        ds.StudyInstanceUID, ds.StudyID, ds.StudyDate, ds.StudyTime = study, "1", "20240101", "120000"
-        ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
-        ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series, 3, k + 1
-        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame, ""
-        ds.ImagePositionPatient = [round(v, 5) for v in image.TransformIndexToPhysicalPoint((0, 0, k))]
-        ds.ImageOrientationPatient = [round(v, 6) for v in (*direction[:, 0], *direction[:, 1])]
-        ds.PixelSpacing = [round(image.GetSpacing()[1], 6), round(image.GetSpacing()[0], 6)]
-        ds.SliceThickness = round(image.GetSpacing()[2], 6)
-        ds.Rows, ds.Columns = array.shape[1], array.shape[2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = array[k].tobytes()
-        files.append(folder / f"slice{k:03d}.dcm")
-        ds.save_as(files[-1], enforce_file_format=True)
-    return files
+STRUCTURE_VALUES = [s.value for s in STRUCTURES]
 
 
-def synthetic_case(folder: Path, direction=None) -> tuple[list[Path], sitk.Image]:
-    """Six 16 x 16 sagittal slices and a labelmap on the grid read back from them, with known voxels."""
-    files = write_series(synthetic_spine(size=(16, 16, 6), spacing=(0.9, 0.8, 3.5), direction=direction), folder)
-    grid = sitk.ReadImage([str(f) for f in source_dicom_files(folder)])
-    labels = np.zeros(grid.GetSize()[::-1], np.uint8)  # (Z, Y, X)
-    labels[1:3, 2:6, 3:9] = 1
-    labels[2:5, 8:12, 1:7] = 2
-    labels[4, 13:15, 10:15] = 3
-    image = sitk.GetImageFromArray(labels)
-    image.CopyInformation(grid)
-    return files, image
-
-
-def source_uid_by_slice(files: list[Path], labels: sitk.Image) -> dict[str, int]:
-    """SOP Instance UID -> index ``k`` of the labelmap slice each file lies on."""
-    out = {}
-    for file in files:
-        ds = pydicom.dcmread(file, stop_before_pixels=True)
-        index = labels.TransformPhysicalPointToIndex([float(v) for v in ds.ImagePositionPatient])
-        assert index[:2] == (0, 0)
-        out[ds.SOPInstanceUID] = index[2]
-    return out
-
-
-def expected_masks(labels: sitk.Image, level_labels: sitk.Image | None = None, level_values=()) -> list[np.ndarray]:
-    """Boolean ``(Z, Y, X)`` mask of each segment, in segment-number order."""
-    array = sitk.GetArrayFromImage(labels)
-    masks = [array == s.value for s in STRUCTURES]
-    if level_labels is not None:
-        masks += [sitk.GetArrayFromImage(level_labels) == v for v in level_values]
-    return masks
-
-
-def assert_frames_match(seg_path: Path, files: list[Path], labels: sitk.Image, masks: list[np.ndarray]) -> None:
-    """Each stored frame references the source slice it lies on and holds that slice's mask; no frame is missing."""
-    seg = pydicom.dcmread(seg_path)
-    uid_to_k = source_uid_by_slice(files, labels)
-    frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
-    stored = set()
-    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence):
-        uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        source = pydicom.dcmread([f for f in files if pydicom.dcmread(f).SOPInstanceUID == uid][0])
-        position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
-        assert np.allclose(position, [float(v) for v in source.ImagePositionPatient])
-        np.testing.assert_array_equal(frame.astype(bool), masks[number - 1][uid_to_k[uid]])
-        stored.add((uid, number))
-    expected = {(uid, n) for uid, k in uid_to_k.items() for n in range(1, len(masks) + 1) if masks[n - 1][k].any()}
-    assert stored == expected
+def type_code(item) -> tuple[str, str, str]:
+    """``(scheme, value, meaning)`` of a segment's property type."""
+    code = item.SegmentedPropertyTypeCodeSequence[0]
+    return code.CodingSchemeDesignator, code.CodeValue, code.CodeMeaning
 
 
 def test_structures_become_three_coded_segments_on_the_source_slices(tmp_path):
     files, labels = synthetic_case(tmp_path / "dicom")
-    out = write_dicom_seg(labels, list(reversed(files)), tmp_path / "case_seg.dcm")
+    [out] = write_dicom_seg(labels, list(reversed(files)), tmp_path / "case_seg.dcm")
 
-    seg = hd.seg.segread(out)
+    seg, _ = read_back(out, files)
     source = pydicom.dcmread(files[0])
-    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY" and seg.SegmentsOverlap == "NO"
     assert seg.Manufacturer == "SpineSegDiff" and seg.SoftwareVersions == __version__
     assert seg.SeriesDescription == SERIES_DESCRIPTION
     assert (seg.StudyInstanceUID, seg.FrameOfReferenceUID, seg.PatientID) == (
         source.StudyInstanceUID, source.FrameOfReferenceUID, source.PatientID)
     assert seg.number_of_segments == 3
-    codes = [(d.SegmentLabel, d.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator,
-              d.SegmentedPropertyTypeCodeSequence[0].CodeValue, d.SegmentedPropertyTypeCodeSequence[0].CodeMeaning)
-             for d in seg.SegmentSequence]
+    codes = [(d.SegmentLabel, *type_code(d)) for d in seg.SegmentSequence]
     assert codes == [(s.name, s.coding_scheme, s.code, s.meaning) for s in STRUCTURES]
     for d in seg.SegmentSequence:
         category = d.SegmentedPropertyCategoryCodeSequence[0]
         assert (category.CodingSchemeDesignator, category.CodeValue) == ("SCT", "123037004")
         assert d.SegmentAlgorithmType == "AUTOMATIC" and d.SegmentAlgorithmName == "SpineSegDiff"
+        assert "AnatomicRegionSequence" not in d
     schemes = {item.CodingSchemeDesignator for item in seg.get("CodingSchemeIdentificationSequence", [])}
     assert not any(scheme.startswith("99") for scheme in schemes), "no private coding scheme is used"
-    assert_frames_match(out, files, labels, expected_masks(labels))
+    assert_frames_match(out, files, labels, masks_of(labels, STRUCTURE_VALUES))
 
 
 def test_segment_codes_are_those_of_the_module_terminology(tmp_path):
     files, labels = synthetic_case(tmp_path / "dicom")
-    seg = pydicom.dcmread(write_dicom_seg(labels, files, tmp_path / "seg.dcm"))
+    [out] = write_dicom_seg(labels, files, tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(out)
     types = json.loads(TERM_JSON.read_text())["SegmentationCodes"]["Category"][0]["Type"]
     terminology = {(t["CodingSchemeDesignator"], t["CodeValue"], t["CodeMeaning"]) for t in types}
-    written = {(c.CodingSchemeDesignator, c.CodeValue, c.CodeMeaning)
-               for c in (d.SegmentedPropertyTypeCodeSequence[0] for d in seg.SegmentSequence)}
+    written = {type_code(d) for d in seg.SegmentSequence}
     assert written == {(s.coding_scheme, s.code, s.meaning) for s in STRUCTURES} and written <= terminology
 
 
-def test_levels_become_extra_segments_and_empty_levels_are_left_out(tmp_path):
+def test_empty_structures_get_no_segment_and_the_numbers_stay_consecutive(tmp_path):
+    files, labels = synthetic_case(tmp_path / "dicom")
+    array = sitk.GetArrayFromImage(labels)
+    array[array == STRUCTURES[0].value] = 0  # no spinal canal
+    no_canal = on_grid(array, labels)
+    [out] = write_dicom_seg(no_canal, files, tmp_path / "seg.dcm")
+
+    seg, masks = read_back(out, files)
+    assert [(d.SegmentNumber, d.SegmentLabel) for d in seg.SegmentSequence] == [
+        (1, STRUCTURES[1].name), (2, STRUCTURES[2].name)]
+    assert_frames_match(out, files, no_canal, masks_of(no_canal, STRUCTURE_VALUES[1:]))
+    with pytest.raises(SpineSegDiffError, match="empty") as error:
+        write_dicom_seg(on_grid(array * 0, labels), files, tmp_path / "empty.dcm")
+    assert error.value.hint and not (tmp_path / "empty.dcm").exists()
+
+
+def level_case(tmp_path: Path) -> tuple[list[Path], sitk.Image, sitk.Image, list[dict]]:
+    """The synthetic case with a level labelmap inside its structures (so the levels overlap the structures) and
+    levels from a report: one without voxels, one without a level code, one not segmented."""
     files, labels = synthetic_case(tmp_path / "dicom")
     array = sitk.GetArrayFromImage(labels)
     levels_array = np.zeros_like(array, np.int32)
     levels_array[(array == 2) & (np.arange(16)[None, :, None] < 10)] = 7
     levels_array[array == 3] = 8
     levels_array[array == 1] = 6
-    level_labels = sitk.GetImageFromArray(levels_array)
-    level_labels.CopyInformation(labels)
     report = {"vertebrae": [{"name": "L4", "label_value": 7}, {"name": "L3", "label_value": 9},  # L3: no voxels
-                            {"name": "C7", "label_value": 6},  # no level code: the generic one
+                            {"name": "C7", "label_value": 6},  # no level code: no anatomic region
                             {"name": "L2", "label_value": None}],  # not segmented
               "discs": [{"name": "L4/L5", "label_value": 8}]}
     levels = levels_from_report(report)
     assert levels[-1] == {"name": "L4/L5", "kind": "disc", "label_value": 8}
+    return files, labels, on_grid(levels_array, labels), levels
 
-    out = write_dicom_seg(labels, files, tmp_path / "seg.dcm", levels=levels, level_labels=level_labels)
 
-    seg = pydicom.dcmread(out)
-    described = [(d.SegmentNumber, d.SegmentLabel, d.SegmentedPropertyTypeCodeSequence[0].CodeValue,
-                  getattr(d, "TrackingID", None)) for d in seg.SegmentSequence]
-    assert described[3:] == [(4, "L4", "11994002", "L4"), (5, "C7", "51282000", "C7"),
-                             (6, "L4/L5", "360499006", "L4/L5")]
-    types = json.loads(TERM_JSON.read_text())["SegmentationCodes"]["Category"][0]["Type"]
-    assert {d.SegmentedPropertyTypeCodeSequence[0].CodeValue for d in seg.SegmentSequence} <= {
-        t["CodeValue"] for t in types}
-    assert_frames_match(out, files, labels, expected_masks(labels, level_labels, (7, 6, 8)))
+def test_levels_go_to_a_second_seg_series_without_overlap_or_empty_segments(tmp_path):
+    files, labels, level_labels, levels = level_case(tmp_path)
+    out, levels_out = write_dicom_seg(labels, files, tmp_path / "seg.dcm", levels, level_labels,
+                                      tmp_path / "levels_seg.dcm")
+    assert levels_out == tmp_path / "levels_seg.dcm"
+
+    seg, _ = read_back(out, files)
+    level_seg, masks = read_back(levels_out, files)
+    assert seg.number_of_segments == 3, "the structure SEG holds the structures only"
+    assert level_seg.SeriesInstanceUID != seg.SeriesInstanceUID and level_seg.SOPInstanceUID != seg.SOPInstanceUID
+    assert level_seg.SeriesDescription == LEVEL_SERIES.description != seg.SeriesDescription
+    assert (level_seg.StudyInstanceUID, level_seg.FrameOfReferenceUID) == (seg.StudyInstanceUID,
+                                                                           seg.FrameOfReferenceUID)
+    assert referenced_images(level_seg) == referenced_images(seg)
+    assert referenced_images(seg) == (pydicom.dcmread(files[0]).SeriesInstanceUID,
+                                      {pydicom.dcmread(f).SOPInstanceUID for f in files})
+    described = [(d.SegmentNumber, d.SegmentLabel, type_code(d), getattr(d, "TrackingID", None),
+                  [(r.CodingSchemeDesignator, r.CodeValue, r.CodeMeaning) for r in d.get("AnatomicRegionSequence", [])])
+                 for d in level_seg.SegmentSequence]
+    disc = STRUCTURES[2]
+    assert described == [(1, "L4 vertebral body", VERTEBRAL_BODY, "L4", [LEVEL_TYPES["L4"]]),
+                         (2, "C7 vertebral body", VERTEBRAL_BODY, "C7", []),
+                         (3, "L4/L5 intervertebral disc", (disc.coding_scheme, disc.code, disc.meaning), "L4/L5", [])]
+    assert VERTEBRAL_BODY == ("SCT", "3572006", "Vertebral body")
+    assert_frames_match(levels_out, files, labels, masks_of(level_labels, (7, 6, 8)))
+    assert_frames_match(out, files, labels, masks_of(labels, STRUCTURE_VALUES))
+
+
+def test_level_arguments_are_checked_and_a_seg_without_named_voxels_is_not_written(tmp_path):
+    files, labels, level_labels, levels = level_case(tmp_path)
     with pytest.raises(ValueError, match="kind"):
         write_dicom_seg(labels, files, tmp_path / "bad.dcm", [{"name": "X", "kind": "rib", "label_value": 7}],
-                        level_labels)
+                        level_labels, tmp_path / "bad_levels.dcm")
+    with pytest.raises(ValueError, match="share a label value"):
+        write_dicom_seg(labels, files, tmp_path / "bad.dcm", [*levels, {**levels[0], "name": "L1"}], level_labels,
+                        tmp_path / "bad_levels.dcm")
+    with pytest.raises(ValueError, match="go together"):
+        write_dicom_seg(labels, files, tmp_path / "bad.dcm", levels, level_labels)
+    assert not list(tmp_path.glob("bad*"))
+    unnamed = [level for level in levels if level["name"] in ("L3", "L2")]
+    written = write_dicom_seg(labels, files, tmp_path / "seg.dcm", unnamed, level_labels, tmp_path / "levels.dcm")
+    assert written == [tmp_path / "seg.dcm"] and not (tmp_path / "levels.dcm").exists()
 
 
 def test_oblique_parallel_slices_are_fine(tmp_path):
     files, labels = synthetic_case(tmp_path / "dicom", direction=oblique_direction(15))
-    out = write_dicom_seg(labels, files, tmp_path / "seg.dcm")
-    assert_frames_match(out, files, labels, expected_masks(labels))
+    [out] = write_dicom_seg(labels, files, tmp_path / "seg.dcm")
+    read_back(out, files)
+    assert_frames_match(out, files, labels, masks_of(labels, STRUCTURE_VALUES))
 
 
 def test_non_dicom_inputs_get_no_source_files(tmp_path):
@@ -261,9 +242,9 @@ def test_the_bundled_sample_as_a_dicom_series_round_trips(tmp_path):
     labels_image = sitk.GetImageFromArray(labels)
     labels_image.CopyInformation(volume)
 
-    out = write_dicom_seg(labels_image, source_dicom_files(tmp_path / "dicom"), tmp_path / "image_seg.dcm")
+    [out] = write_dicom_seg(labels_image, source_dicom_files(tmp_path / "dicom"), tmp_path / "image_seg.dcm")
 
-    seg = hd.seg.segread(out)
+    seg, _ = read_back(out, files)
     uids = list(source_uid_by_slice(files, labels_image))
     decoded = seg.get_pixels_by_source_instance(uids, segment_numbers=[1, 2, 3])  # (N, Y, X, 3)
     order = [source_uid_by_slice(files, labels_image)[u] for u in uids]
@@ -281,11 +262,20 @@ def test_a_dicom_series_input_gets_a_seg_beside_the_other_outputs(tmp_path, tiny
     assert code == 0
     report = json.loads((out / "series_report.json").read_text())
     assert report["warnings"] == []
-    seg = hd.seg.segread(out / "series_seg.dcm")
     labels = sitk.ReadImage(str(out / "series_labels.nii.gz"))
-    named = [level for level in levels_from_report(report) if level["label_value"]]
-    assert seg.number_of_segments == len(STRUCTURES) + len(named)
-    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
-    assert referenced <= {pydicom.dcmread(f).SOPInstanceUID for f in files}
-    assert seg.get_pixels_by_source_instance(sorted(referenced), segment_numbers=[2]).sum() > 0
+    seg, _ = read_back(out / "series_seg.dcm", files)
+    present = [s for s in STRUCTURES if (sitk.GetArrayFromImage(labels) == s.value).any()]
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == [s.name for s in present]
+    assert referenced_images(seg)[1] == {pydicom.dcmread(f).SOPInstanceUID for f in files}
+    assert seg.get_pixels_by_source_instance(sorted(referenced_images(seg)[1]), segment_numbers=[2]).sum() > 0
     assert sitk.GetArrayFromImage(labels).max() > 0
+    level_file = out / "series_level_labels.nii.gz"
+    level_labels = sitk.GetArrayFromImage(sitk.ReadImage(str(level_file))) if level_file.is_file() else None
+    named = [level for level in levels_from_report(report)
+             if level["label_value"] and (level_labels == level["label_value"]).any()]
+    assert (out / "series_levels_seg.dcm").is_file() == bool(named)
+    if named:
+        level_seg, _ = read_back(out / "series_levels_seg.dcm", files)
+        assert [d.TrackingID for d in level_seg.SegmentSequence] == [level["name"] for level in named]
+        assert level_seg.SeriesInstanceUID != seg.SeriesInstanceUID
+        assert referenced_images(level_seg) == referenced_images(seg)

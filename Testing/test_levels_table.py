@@ -12,7 +12,7 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (compiled MRML) is not installed", allow_module_level=True)
 
-from test_levels import synthetic_slice  # noqa: E402
+from test_levels import SC, synthetic_slice  # noqa: E402
 
 from SpineSegDiffLib.anatomy.assessment import assess_slice  # noqa: E402
 from SpineSegDiffSlicer import levels_mrml, roles  # noqa: E402
@@ -112,3 +112,18 @@ def test_recomputing_an_unedited_table_gives_the_reports_mean_heights_and_height
         row = levels_mrml.table_row(table, disc["name"])
         assert levels_mrml.number(table, "Mean height (mm)", row) == disc["mean_height_mm"]
         assert levels_mrml.number(table, "Height index", row) == disc["height_index"]
+
+
+def test_a_measure_not_taken_is_nan_with_its_reason_in_the_table(scene, volume):
+    from SpineSegDiffLib.anatomy.conventions import NO_DURAL_SAC, reasons_text
+
+    labels, image = synthetic_slice(levels=4, body=25, disc=10, sacrum=True)
+    labels[200:240][labels[200:240] == SC] = 0  # no dural sac behind L4/L5 (rows 215..225)
+    result = assess_slice(image, labels, np.full(labels.shape, 0.1, np.float32))
+    disc = next(d for d in result["discs"] if d["name"] == "L4/L5")
+    assert disc["dural_sac_ap_diameter_mm"] is None and disc["not_measured"]["dural_sac_ap_diameter_mm"] == NO_DURAL_SAC
+    node = levels_mrml.update_levels_table(scene, volume, result)
+    row = column(node, "Level").index("L4/L5")
+    assert math.isnan(column(node, "Dural sac AP diameter (mm)")[row])
+    assert column(node, "Not measured")[row] == reasons_text(disc["not_measured"])
+    assert column(node, "Not measured")[column(node, "Level").index("L4")] == ""

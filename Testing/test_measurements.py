@@ -26,7 +26,7 @@ def test_disc_heights_depths_and_canal(measured):
     for disc in discs:
         for key in ("anterior_height_mm", "middle_height_mm", "posterior_height_mm"):
             assert abs(disc[key] - 10) <= 1
-        assert abs(disc["canal_ap_diameter_mm"] - 12) <= 1
+        assert abs(disc["dural_sac_ap_diameter_mm"] - 12) <= 1
         assert disc["mean_uncertainty"] == pytest.approx(0.25)
         assert abs(disc["height_index"] - 10 / 35) < 0.03
     for vertebra in vertebrae:

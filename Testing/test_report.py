@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from conftest import REPO
 
 from SpineSegDiffLib.anatomy import measurements, report
+from SpineSegDiffLib.anatomy.conventions import NOT_SEGMENTED
 from SpineSegDiffLib.anatomy.report import (
     DISC,
     KINDS,
@@ -40,18 +41,19 @@ READERS = [LIB / "outputs" / "dicom_seg.py", LIB / "outputs" / "preview.py", LIB
 """The modules that used to hold their own copy of the kinds, their structures, order or CSV rules."""
 HEAD = ["name", "from_bottom", "segmented", "label_value"]
 VERTEBRA_KEYS = [*HEAD, "anterior_height_mm", "middle_height_mm", "posterior_height_mm", "depth_mm", "mean_uncertainty",
-                 "centroid_lps_mm", "lines_lps_mm"]
+                 "centroid_lps_mm", "lines_lps_mm", "not_measured"]
 DISC_KEYS = [*HEAD, "anterior_height_mm", "middle_height_mm", "posterior_height_mm", "mean_height_mm",
-             "canal_ap_diameter_mm", "mean_uncertainty", "height_index", "slip_mm", "slip_percent", "pfirrmann_grade",
-             "pfirrmann_probabilities", "narrowing_probability", "modic_probability", "centroid_lps_mm", "lines_lps_mm"]
-"""A report entry's keys, in order, as the report has always written them."""
+             "dural_sac_ap_diameter_mm", "mean_uncertainty", "height_index", "slip_mm", "slip_percent",
+             "pfirrmann_grade", "pfirrmann_probabilities", "narrowing_probability", "modic_probability",
+             "centroid_lps_mm", "lines_lps_mm", "not_measured"]
+"""A report entry's keys, in order (``not_measured``, why a null measure is null, last)."""
 LEVELS_HEADER = ("structure,name,from_bottom,segmented,label_value,anterior_height_mm,middle_height_mm,"
-                 "posterior_height_mm,depth_mm,mean_uncertainty,centroid_lps_mm,mean_height_mm,canal_ap_diameter_mm,"
+                 "posterior_height_mm,depth_mm,mean_uncertainty,centroid_lps_mm,mean_height_mm,dural_sac_ap_diameter_mm,"
                  "height_index,slip_mm,slip_percent,pfirrmann_grade,pfirrmann_probabilities,narrowing_probability,"
-                 "modic_probability")
+                 "modic_probability,not_measured")
 SLICES_HEADER = ("slice_index,model_slice,name,kind,from_bottom,segmented,label_value,anterior_height_mm,"
-                 "middle_height_mm,posterior_height_mm,mean_height_mm,canal_ap_diameter_mm,mean_uncertainty,"
-                 "height_index,slip_mm,slip_percent,depth_mm")
+                 "middle_height_mm,posterior_height_mm,mean_height_mm,dural_sac_ap_diameter_mm,mean_uncertainty,"
+                 "height_index,slip_mm,slip_percent,depth_mm,not_measured")
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +128,10 @@ def test_a_real_runs_levels_round_trip_exactly(run):
 def test_entries_of_levels_not_segmented_report_what_they_always_did():
     vertebra = LevelEntry(VERTEBRA, "L3", 3, centroid=(1.0, 2.0)).in_patient_space(lambda r, c: (0.0, r, c))
     disc = LevelEntry(DISC, "L3/L4", 3, centroid=(1.0, 2.0)).with_grades(None)
-    assert list(vertebra.to_dict()) == [*HEAD, "mean_uncertainty", "centroid_lps_mm", "lines_lps_mm"]
+    assert list(vertebra.to_dict()) == [*HEAD, "mean_uncertainty", "centroid_lps_mm", "lines_lps_mm", "not_measured"]
     assert vertebra.to_dict()["centroid_lps_mm"] == [0.0, 1.0, 2.0] and vertebra.to_dict()["segmented"] is False
-    assert list(disc.to_dict()) == [*HEAD, "centroid_px", *DISC_KEYS[9:-2]]
+    assert list(disc.to_dict()) == [*HEAD, "centroid_px", *DISC_KEYS[9:-3], "not_measured"]
+    assert disc.to_dict()["not_measured"] == dict.fromkeys(DISC_KEYS[9:-3], NOT_SEGMENTED)
     with pytest.raises(ValueError, match="unknown"):
         LevelEntry.from_dict(DISC, {**disc.to_dict(), "disc_volume_mm3": 1.0})
 

@@ -191,7 +191,7 @@ def test_slice_rows_csv_has_the_union_of_columns(tmp_path, drifting):
         read = list(csv.DictReader(stream))
     assert len(read) == len(rows)
     assert list(read[0])[:5] == ["slice_index", "model_slice", "name", "kind", "from_bottom"]
-    assert {"depth_mm", "height_index", "canal_ap_diameter_mm"} <= set(read[0])
+    assert {"depth_mm", "height_index", "dural_sac_ap_diameter_mm"} <= set(read[0])
     disc = next(row for row in read if row["kind"] == "disc")
     assert disc["depth_mm"] == "" and float(disc["middle_height_mm"]) == pytest.approx(10, abs=1)
 

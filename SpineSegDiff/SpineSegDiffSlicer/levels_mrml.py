@@ -4,7 +4,8 @@ segment per level, the measurement lines as markups lines, and the level names a
 The rows come from the report's ``"vertebrae"`` and ``"discs"`` lists (see ``SpineSegDiffLib.anatomy.report``:
 the kinds, their order and structures, the table's number columns and the mean height and height index formulas);
 lengths are in mm as the report gives them, and a value the report leaves out (a level that was not
-segmented, a grade without the grading model) is NaN. Every node made here is marked with
+segmented, a grade without the grading model) or gives as null is NaN; the "Not measured" column says why each
+null measure is null (the report's ``not_measured``). Every node made here is marked with
 :data:`~.logic.ROLE_ATTRIBUTE` and references its input volume, so a re-run on the same volume updates
 (or replaces) the previous result's nodes instead of adding more.
 
@@ -25,6 +26,7 @@ import slicer
 import vtk
 
 from SpineSegDiffLib.anatomy import report as level_report
+from SpineSegDiffLib.anatomy.conventions import NOT_MEASURED, reasons_text
 from SpineSegDiffLib.anatomy.report import DISC, HEIGHT_KEYS, TABLE_COLUMNS, VERTEBRA, level_terminology, structure_of
 
 from . import mrml
@@ -40,7 +42,7 @@ MEASUREMENTS_FOLDER_SUFFIX = " SpineSegDiff measurements"
 NAMES_SUFFIX = " SpineSegDiff level names"
 ALTERNATE_SHADE = 0.75
 """Every other level of a structure is drawn this much darker, so that neighbours stand apart."""
-TEXT_COLUMNS = (("Level", "name"), ("Kind", "kind"), ("Edited in Slicer", "edited"))
+TEXT_COLUMNS = (("Level", "name"), ("Kind", "kind"), ("Edited in Slicer", "edited"), ("Not measured", NOT_MEASURED))
 NUMBER_COLUMNS = TABLE_COLUMNS
 """``(column name, report key)``; units are part of the column names."""
 TITLES = {key: title for title, key in TEXT_COLUMNS + NUMBER_COLUMNS}
@@ -66,7 +68,8 @@ def levels_table(report: dict) -> vtk.vtkTable:
         column = vtk.vtkStringArray()
         column.SetName(title)
         for row in rows:
-            column.InsertNextValue(str(row.get(key, "")))
+            value = row.get(key, "")
+            column.InsertNextValue(reasons_text(value) if isinstance(value, dict) else str(value))
         table.AddColumn(column)
     for title, key in NUMBER_COLUMNS:
         column = vtk.vtkDoubleArray()

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from .conventions import NO_GRADER
 from .levels import Levels, find_levels
 from .measurements import measure_report
-from .report import LevelReport, ToPatient
+from .report import GRADES, LevelEntry, LevelReport, ToPatient
 
 
 def assess_slice(image: np.ndarray, labels: np.ndarray, heatmap: np.ndarray | None = None, grader=None,
@@ -28,7 +29,7 @@ def assess_levels(levels: Levels, image: np.ndarray, labels: np.ndarray, heatmap
         image: ``(H, W)`` model-space intensities (0..255).
         labels: uint8 ``(H, W)`` labelmap.
         heatmap: optional ``(H, W)`` uncertainty in 0..1.
-        grader: optional :class:`~.grading.DiscGrader`; without it the grade keys are None.
+        grader: optional :class:`~.grading.DiscGrader`; without it the grade keys are None (with the reason).
         spacing_mm: the slice's (isotropic) pixel size.
         to_patient: maps pixel positions to patient coordinates; with it, each level's ``centroid_px``
             and ``lines_px`` become ``centroid_lps_mm`` and ``lines_lps_mm`` (points ``[x, y, z]``).
@@ -47,5 +48,12 @@ def assess_report(levels: Levels, image: np.ndarray, labels: np.ndarray, heatmap
     measured = measure_report(levels, labels, heatmap, spacing_mm)
     discs = [disc.to_dict() for disc in measured.discs]
     grades = grader.grade(image, labels, levels, discs) if grader is not None else {}
-    graded = replace(measured, discs=tuple(disc.with_grades(grades.get(disc.from_bottom)) for disc in measured.discs))
+    graded = replace(measured, discs=tuple(graded_disc(disc, grades, grader is not None) for disc in measured.discs))
     return graded.in_patient_space(to_patient) if to_patient is not None else graded
+
+
+def graded_disc(disc: LevelEntry, grades: dict[int, dict], have_grader: bool) -> LevelEntry:
+    """The disc with its grades from ``grades`` (by ``from_bottom``); without a grader, segmented discs say why
+    their grades are None."""
+    why = {} if have_grader or not disc.segmented else {m.name: NO_GRADER for m in GRADES}
+    return replace(disc.with_grades(grades.get(disc.from_bottom)), not_measured={**disc.not_measured, **why})

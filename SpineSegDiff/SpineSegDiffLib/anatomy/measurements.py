@@ -1,5 +1,5 @@
 """Per-level measurements on one sagittal slice: disc heights and height index, vertebral body height
-and depth, spinal canal diameter at each disc, sagittal slip, and the mean uncertainty of each.
+and depth, dural sac diameter at each disc, sagittal slip, and the mean uncertainty of each.
 
 Geometry: every structure is measured in a local frame, ``u`` along the disc plane pointing posterior
 and ``v`` across it pointing superior. A disc's frame is its own principal axes; a vertebral body
@@ -20,7 +20,12 @@ come from the segmentation, so absolute values are not interchangeable with Frob
 Every length also comes as a line (``lines_px``: its two end points, ``(row, column)`` pixel
 coordinates, with the half pixel at each end included) so that a reader can see and adjust what was
 measured; :func:`~.assessment.assess_slice` maps them to patient coordinates. The entries, the kinds that
-carry each measure, the mean height and the height index are defined in :mod:`~.report`.
+carry each measure are defined in :mod:`~.report`; what each measure is, the mean height and the height index in
+:mod:`~.conventions`. A measure that cannot be taken (no dural sac on the line behind the disc, no vertebral body
+above or below, no heatmap) is None, with the reason in the entry's ``not_measured``; never a 0.0.
+
+Dural sac diameter: the segmentation's "spinal canal" label holds the CSF-filled dural sac, not the bony canal;
+its anteroposterior width is taken on the line from the disc's centre posterior along the disc's long axis.
 
 Sagittal slip (Meyerding-style percentage): the offset of the posterior wall of the upper body relative
 to the lower one, along the disc between them, divided by the lower body's depth; positive means the
@@ -34,8 +39,9 @@ from dataclasses import replace
 import numpy as np
 
 from ..labels import by_key
+from .conventions import DURAL_SAC_WALK_MM, NO_DURAL_SAC, NO_HEATMAP, body_not_segmented
 from .instances import principal_axes
-from .levels import Level, Levels
+from .levels import Level, Levels, vertebra_name
 from .report import HEIGHT_KEYS, LevelEntry, LevelReport, height_index, mean_height
 
 POSITIONS = {"anterior": 0.10, "middle": 0.50, "posterior": 0.90}
@@ -86,7 +92,7 @@ def depth(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> float:
 
 
 def first_run(mask: np.ndarray, start: np.ndarray, direction: np.ndarray,
-              max_length: float = 80.0) -> tuple[float, float] | None:
+              max_length: float = DURAL_SAC_WALK_MM) -> tuple[float, float] | None:
     """Where the first run of ``mask`` met walking from ``start`` along ``direction`` begins and ends
     (distances from ``start`` in pixels), or None if there is none within ``max_length``."""
     step = 0.25
@@ -140,11 +146,16 @@ def vertebra_frame(vertebra: Level, frames: dict) -> tuple[np.ndarray, np.ndarra
     return u, np.array([-u[1], u[0]])
 
 
-def level_entry(level: Level, lines: dict[str, Line], **measures) -> LevelEntry:
+def level_entry(level: Level, lines: dict[str, Line], heatmap, mask: np.ndarray, not_measured: dict[str, str],
+                **measures) -> LevelEntry:
     """One level's entry: its name, count from the bottom, value in the level labelmap (None if not segmented),
-    centroid (pixels, to 0.01), measured lines and ``measures``."""
+    centroid (pixels, to 0.01), measured lines, the mean of ``heatmap`` over ``mask``, why a measure is None and
+    ``measures``."""
+    if heatmap is None and not level.missing:
+        not_measured = {**not_measured, "mean_uncertainty": NO_HEATMAP}
     return LevelEntry(level.kind, level.name, level.from_bottom, level.instance or None,
-                      tuple(round(float(c), 2) for c in level.centroid), lines, **measures)
+                      tuple(round(float(c), 2) for c in level.centroid), lines, not_measured=not_measured,
+                      mean_uncertainty=mean_over(heatmap, mask), **measures)
 
 
 def measure_vertebra(levels: Levels, vertebra: Level, frames: dict, heatmap, spacing: float) -> LevelEntry:
@@ -155,24 +166,27 @@ def measure_vertebra(levels: Levels, vertebra: Level, frames: dict, heatmap, spa
         frame = vertebra_frame(vertebra, frames)
         lengths = {f"{k}_height": value for k, value in height_lines(mask, frame).items()}
         values, lines = lengths_mm(lengths | {"depth": depth_line(mask, frame)}, spacing)
-    return level_entry(vertebra, lines, mean_uncertainty=mean_over(heatmap, mask), **values)
+    return level_entry(vertebra, lines, heatmap, mask, {}, **values)
 
 
 def measure_disc(levels: Levels, disc: Level, labels: np.ndarray, frames: dict, heatmap,
                  spacing: float) -> LevelEntry:
-    """Heights, mean height, canal diameter, their lines and the mean uncertainty of one disc, in mm (height
-    index and slip added by :func:`add_relations`)."""
+    """Heights, mean height, dural sac diameter, their lines and the mean uncertainty of one disc, in mm (height
+    index and slip added by :func:`add_relations`); the diameter is None, with its reason, when the line behind the
+    disc meets no dural sac."""
     mask = levels.mask(disc)
-    values, lines = {}, {}
+    values, lines, not_measured = {}, {}, {}
     if mask.any():
         frame = frames[disc.from_bottom]
         values, lines = lengths_mm({f"{k}_height": value for k, value in height_lines(mask, frame).items()}, spacing)
         values["mean_height_mm"] = mean_height([values[key] for key in HEIGHT_KEYS])
-        canal = run_line(labels == by_key("SC").value, np.array(disc.centroid), frame[0])
-        values["canal_ap_diameter_mm"] = round(canal[0] * spacing, 1) if canal else 0.0
-        if canal:
-            lines["canal_ap_diameter"] = canal[1]
-    return level_entry(disc, lines, mean_uncertainty=mean_over(heatmap, mask), **values)
+        sac = run_line(labels == by_key("SC").value, np.array(disc.centroid), frame[0])
+        if sac is None:
+            not_measured["dural_sac_ap_diameter_mm"] = NO_DURAL_SAC
+        else:
+            values["dural_sac_ap_diameter_mm"] = round(sac[0] * spacing, 1)
+            lines["dural_sac_ap_diameter"] = sac[1]
+    return level_entry(disc, lines, heatmap, mask, not_measured, **values)
 
 
 def endplate_wall(mask: np.ndarray, frame, upper_end: bool, band: float = 5.0) -> float:
@@ -214,19 +228,20 @@ def measure_levels(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | Non
 
     Returns:
         ``{"vertebrae": [...], "discs": [...]}``, bottom-up, one dict per level with keys in mm
-        (``*_height_mm``, ``depth_mm``, ``canal_ap_diameter_mm``, ``slip_mm``, ``slip_percent``), the
+        (``*_height_mm``, ``depth_mm``, ``dural_sac_ap_diameter_mm``, ``slip_mm``, ``slip_percent``), the
         dimensionless ``height_index`` and ``mean_uncertainty``, the level's ``label_value`` in
         ``levels.instances``, its ``centroid_px`` and the
         measured lines ``lines_px`` (``{"anterior_height": ((row, col), (row, col)), ...}``, one per
-        length, named as the length without ``_mm``); levels inferred but not segmented carry
-        ``"segmented": False`` and no measurements.
+        length, named as the length without ``_mm``), and ``not_measured`` (why each None measure is None);
+        levels inferred but not segmented carry ``"segmented": False`` and no measurements.
     """
     return measure_report(levels, labels, heatmap, spacing_mm).entry_lists()
 
 
 def add_relations(levels: Levels, discs: list[LevelEntry], vertebrae: list[LevelEntry], frames: dict,
                   spacing: float) -> list[LevelEntry]:
-    """The discs with their ``height_index`` (vs the body above) and the slip of the body above over the one below."""
+    """The discs with their ``height_index`` (vs the body above) and the slip of the body above over the one below,
+    each None with its reason when a body is not segmented."""
     by_number = {v.from_bottom: v for v in levels.vertebrae}
     depths = {v.from_bottom: v.depth_mm for v in vertebrae}
     related = []
@@ -235,6 +250,18 @@ def add_relations(levels: Levels, discs: list[LevelEntry], vertebrae: list[Level
         lower, upper = by_number.get(number - 1), by_number.get(number)
         shift = slip(levels, lower, upper, frames[number], spacing) if lower and upper and number in frames else None
         slip_mm, slip_percent = shift if shift else (None, None)
+        why = {**entry.not_measured, **(relation_reasons(levels, number) if entry.segmented else {})}
         related.append(replace(entry, height_index=height_index(entry.mean_height_mm, depths.get(number)),
-                               slip_mm=slip_mm, slip_percent=slip_percent))
+                               slip_mm=slip_mm, slip_percent=slip_percent, not_measured=why))
     return related
+
+
+def relation_reasons(levels: Levels, number: int) -> dict[str, str]:
+    """Why the height index and the slip of the disc ``number`` (``from_bottom``) would be None: the vertebral body
+    above (the height index's depth, the slip's upper body) or below (the slip's lower body) is not segmented.
+    Only read where the measure is None (:meth:`~.report.LevelEntry.reasons`)."""
+    segmented = {v.from_bottom for v in levels.vertebrae if not v.missing}
+    above = None if number in segmented else body_not_segmented("above", vertebra_name(number))
+    below = None if number - 1 in segmented else body_not_segmented("below", vertebra_name(number - 1))
+    reasons = {"height_index": above} if above else {}
+    return reasons | ({"slip_mm": above or below, "slip_percent": above or below} if above or below else {})

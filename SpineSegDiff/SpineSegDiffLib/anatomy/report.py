@@ -1,9 +1,9 @@
 """The level report: what the report, the CSV files and Slicer's levels table say about each vertebra and disc.
 
 The one place for the level kinds (:data:`KINDS`: report list, structure of the label table), their order from
-the sacrum up, the fields of an entry (:class:`LevelEntry`: which kinds carry each measure, and when) and the
-measures derived from others (:func:`mean_height`, :func:`height_index`, also used by Slicer after an edit), the
-levels part of the report (:class:`LevelReport`, whose ``to_dict`` is the report's JSON), and both CSV files
+the sacrum up, the fields of an entry (:class:`LevelEntry`: which kinds carry each measure, and when; what each
+measure is, the formulas of those derived from others and why one is null are in :mod:`.conventions`), the levels
+part of the report (:class:`LevelReport`, whose ``to_dict`` is the report's JSON), and both CSV files
 (:data:`LEVELS_CSV`, :data:`SLICES_CSV`: one row rule, one writer). Positions are model-space pixels ``(row,
 column)`` as measured, or patient coordinates (LPS, mm) after :meth:`LevelReport.in_patient_space`, as reported.
 """
@@ -11,7 +11,6 @@ column)`` as measured, or patient coordinates (LPS, mm) after :meth:`LevelReport
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,6 +19,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..labels import LEVEL_TYPES, Structure, by_key, terminology_entry
+from .conventions import CONVENTIONS, NOT_MEASURED, NOT_SEGMENTED, UNKNOWN, reasons_text
+from .conventions import HEIGHT_KEYS as HEIGHT_KEYS
+from .conventions import height_index as height_index
+from .conventions import mean_height as mean_height
 
 VERTEBRA, DISC = "vertebra", "disc"
 
@@ -63,21 +66,6 @@ def bottom_up_position(kind: str, from_bottom: int) -> int:
     return 2 * from_bottom - (kind == DISC)
 
 
-HEIGHT_KEYS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm")
-
-
-def mean_height(heights: Sequence[float]) -> float:
-    """A disc's mean height (mm, to 0.1 mm): the mean of its :data:`HEIGHT_KEYS` values, in that order."""
-    return round(float(np.mean(heights)), 1)
-
-
-def height_index(mean_height_mm: float | None, depth_above_mm: float | None) -> float | None:
-    """A disc's height index, to 0.001: its mean height over the depth of the body above it (the vertebra with the
-    same ``from_bottom``); None when either is unknown (None, NaN) or zero."""
-    known = all(v is not None and v != 0 and not math.isnan(v) for v in (mean_height_mm, depth_above_mm))
-    return round(mean_height_mm / depth_above_mm, 3) if known else None
-
-
 SEGMENTED, ALWAYS, GRADED = "segmented", "always", "graded"
 """When an entry of a kind that carries a measure has it: once segmented, always, once graded."""
 BOTH = KIND_NAMES
@@ -95,11 +83,12 @@ ToPatient = Callable[[float, float], Sequence[float]]
 @dataclass(frozen=True)
 class LevelEntry:
     """One vertebra or disc of the report: identity, position, measurement lines, then the measures in report
-    order (mm, except ``height_index``, ``slip_percent``, ``mean_uncertainty`` and the grades).
+    order (units: :data:`~.conventions.CONVENTIONS`).
 
     ``label_value``: in the level labelmap, None for a level inferred but not segmented; ``centroid``: ``(row,
     column)`` pixels, or ``(x, y, z)`` LPS mm when ``in_patient``; ``lines``: the end points of each length, named
-    as its key without ``_mm``; ``graded``: the grade keys are reported (None without a grading model)."""
+    as its key without ``_mm``; ``graded``: the grade keys are reported (None without a grading model);
+    ``not_measured``: why a measure is None (``{key: reason}``; :meth:`reasons` gives every null measure one)."""
 
     kind: str
     name: str
@@ -109,12 +98,13 @@ class LevelEntry:
     lines: Mapping[str, Line] = field(default_factory=dict)
     in_patient: bool = False
     graded: bool = False
+    not_measured: Mapping[str, str] = field(default_factory=dict)
     anterior_height_mm: float | None = _measure(BOTH, SEGMENTED)
     middle_height_mm: float | None = _measure(BOTH, SEGMENTED)
     posterior_height_mm: float | None = _measure(BOTH, SEGMENTED)
     depth_mm: float | None = _measure((VERTEBRA,), SEGMENTED)
     mean_height_mm: float | None = _measure((DISC,), SEGMENTED)
-    canal_ap_diameter_mm: float | None = _measure((DISC,), SEGMENTED)
+    dural_sac_ap_diameter_mm: float | None = _measure((DISC,), SEGMENTED)
     mean_uncertainty: float | None = _measure(BOTH, ALWAYS)
     height_index: float | None = _measure((DISC,), ALWAYS)
     slip_mm: float | None = _measure((DISC,), ALWAYS)
@@ -140,24 +130,32 @@ class LevelEntry:
         return {m.name: getattr(self, m.name) for m in MEASURES
                 if self.kind in m.metadata["kinds"] and shown[m.metadata["present"]]}
 
+    def reasons(self) -> dict[str, str]:
+        """Why each measure this entry reports as None is None, in report order (the level is not segmented, or
+        the reason recorded in ``not_measured``)."""
+        fallback = UNKNOWN if self.segmented else NOT_SEGMENTED
+        return {key: self.not_measured.get(key, fallback) for key, value in self.measures().items() if value is None}
+
     def to_dict(self) -> dict[str, Any]:
         """The report's entry: ``name``, ``from_bottom``, ``segmented``, ``label_value``, the measures, then
         ``centroid_lps_mm`` and ``lines_lps_mm`` (lists); in pixels ``centroid_px`` comes before the measures
-        and ``lines_px`` (tuples) after them."""
+        and ``lines_px`` (tuples) after them; last :data:`~.conventions.NOT_MEASURED` (:meth:`reasons`)."""
         head = {"name": self.name, "from_bottom": self.from_bottom, "segmented": self.segmented,
                 "label_value": self.label_value}
         measures = {key: list(value) if isinstance(value, tuple) else value for key, value in self.measures().items()}
+        why = {NOT_MEASURED: self.reasons()}
         if self.in_patient:
             lines = {name: [list(point) for point in line] for name, line in self.lines.items()}
-            return head | measures | {"centroid_lps_mm": list(self.centroid), "lines_lps_mm": lines}
-        return head | {"centroid_px": self.centroid} | measures | ({"lines_px": dict(self.lines)} if self.lines else {})
+            return head | measures | {"centroid_lps_mm": list(self.centroid), "lines_lps_mm": lines} | why
+        pixels = {"lines_px": dict(self.lines)} if self.lines else {}
+        return head | {"centroid_px": self.centroid} | measures | pixels | why
 
     @classmethod
     def from_dict(cls, kind: str, entry: Mapping[str, Any]) -> LevelEntry:
         """The entry of a report (:meth:`to_dict` of either form); ``ValueError`` for a key it does not know."""
         space = "lps_mm" if "centroid_lps_mm" in entry else "px"
         unknown = set(entry) - {"name", "from_bottom", "segmented", "label_value", f"centroid_{space}",
-                                f"lines_{space}"} - {m.name for m in MEASURES}
+                                f"lines_{space}", NOT_MEASURED} - {m.name for m in MEASURES}
         segmented = entry.get("label_value") is not None
         if unknown or entry.get("segmented", segmented) != segmented:
             raise ValueError(f"level {entry.get('name')!r}: unknown keys {sorted(unknown)}, or segmented "
@@ -165,7 +163,8 @@ class LevelEntry:
         lines = {name: tuple(tuple(point) for point in line) for name, line in entry.get(f"lines_{space}", {}).items()}
         return cls(kind, entry["name"], entry["from_bottom"], entry.get("label_value"),
                    tuple(entry.get(f"centroid_{space}", ())), lines, space == "lps_mm",
-                   any(m.name in entry for m in GRADES), **{m.name: entry.get(m.name) for m in MEASURES})
+                   any(m.name in entry for m in GRADES), dict(entry.get(NOT_MEASURED) or {}),
+                   **{m.name: entry.get(m.name) for m in MEASURES})
 
     def in_patient_space(self, to_patient: ToPatient) -> LevelEntry:
         """The entry with its centroid and line end points mapped from pixels to patient coordinates."""
@@ -182,14 +181,10 @@ class LevelEntry:
 MEASURES = tuple(f for f in fields(LevelEntry) if f.metadata)
 """The measure fields of :class:`LevelEntry` (``name``, ``metadata["kinds"]``, ``metadata["present"]``)."""
 GRADES = tuple(f for f in MEASURES if f.metadata["present"] == GRADED)
-TABLE_COLUMNS = (
-    ("From bottom", "from_bottom"), ("Anterior height (mm)", "anterior_height_mm"),
-    ("Middle height (mm)", "middle_height_mm"), ("Posterior height (mm)", "posterior_height_mm"),
-    ("Mean height (mm)", "mean_height_mm"), ("Depth (mm)", "depth_mm"), ("Height index", "height_index"),
-    ("Canal AP diameter (mm)", "canal_ap_diameter_mm"), ("Slip (mm)", "slip_mm"), ("Slip (%)", "slip_percent"),
-    ("Pfirrmann grade", "pfirrmann_grade"), ("Narrowing probability", "narrowing_probability"),
-    ("Mean uncertainty", "mean_uncertainty"),
-)
+TABLE_KEYS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "mean_height_mm", "depth_mm",
+              "height_index", "dural_sac_ap_diameter_mm", "slip_mm", "slip_percent", "pfirrmann_grade",
+              "narrowing_probability", "mean_uncertainty")
+TABLE_COLUMNS = (("From bottom", "from_bottom"), *((CONVENTIONS[key].column, key) for key in TABLE_KEYS))
 """The number columns of Slicer's levels table, in its order: ``(title, entry key)``, units in the titles."""
 
 
@@ -262,14 +257,17 @@ PIXEL_KEYS = ("centroid_px", "lines_px")
 
 
 def flat(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The CSV values of one entry: scalars (NumPy scalars as Python numbers) and lists joined by ``;``
-    (probabilities, patient coordinates); nested values (the measurement lines) and :data:`PIXEL_KEYS` are left out."""
+    """The CSV values of one entry: scalars (NumPy scalars as Python numbers; None is an empty cell), lists joined by
+    ``;`` (probabilities, patient coordinates) and the reasons of :data:`~.conventions.NOT_MEASURED` as one text
+    (:func:`~.conventions.reasons_text`); other nested values (the measurement lines) and :data:`PIXEL_KEYS` are left
+    out."""
     row = {}
     for key, value in entry.items():
-        if key in PIXEL_KEYS or isinstance(value, Mapping):
-            continue
-        row[key] = (";".join(map(str, value)) if isinstance(value, (list, tuple))
-                    else value.item() if isinstance(value, np.generic) else value)
+        if key == NOT_MEASURED:
+            row[key] = reasons_text(value)
+        elif key not in PIXEL_KEYS and not isinstance(value, Mapping):
+            row[key] = (";".join(map(str, value)) if isinstance(value, (list, tuple))
+                        else value.item() if isinstance(value, np.generic) else value)
     return row
 
 
@@ -282,9 +280,9 @@ def csv_row(layout: CsvLayout, kind: str, entry: Mapping[str, Any], **context: A
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """The rows as CSV; the columns are the union of the rows' keys in first-seen order and a value a row lacks is
-    left empty."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    """The rows as CSV; the columns are the union of the rows' keys in first-seen order (the reasons of
+    :data:`~.conventions.NOT_MEASURED` last), and a value a row lacks is left empty."""
+    columns = sorted(dict.fromkeys(key for row in rows for key in row), key=lambda column: column == NOT_MEASURED)
     with open(path, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)
         writer.writeheader()

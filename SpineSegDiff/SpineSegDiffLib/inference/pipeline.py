@@ -16,7 +16,7 @@ import torch
 
 from .. import __version__
 from ..anatomy.assessment import assess_levels
-from ..anatomy.grading import DiscGrader
+from ..anatomy.grading import MODEL_FILE, DiscGrader
 from ..anatomy.levels import find_levels
 from ..anatomy.volume_levels import measure_slices, propagate_levels
 from ..errors import SpineSegDiffError
@@ -181,11 +181,19 @@ class Segmenter:
         return refine_slices(refiner, images, presegmentation, run.sampling, on_progress, preseg_uncertainty)
 
     def model_description(self) -> dict:
+        """The report's ``models``: the versions of SpineSegDiff and torch and the id of every model of the set;
+        the disc grader also with ``grader_sha256``, the checksum of its ``model.json`` (its id stays the same
+        when it is retrained, the checksum does not)."""
         description = {"spinesegdiff_version": __version__, "torch_version": torch.__version__,
                        "presegmentation": self.models.presegmenter.model_id}
-        for key, model in (("diffusion", self.models.diffusion), ("diffusion_3d", self.models.diffusion_3d)):
+        models = (("diffusion", self.models.diffusion), ("diffusion_3d", self.models.diffusion_3d),
+                  ("grader", self.models.grader))
+        for key, model in models:
             if model is not None:
                 description[key] = model.model_id
+        digest = self.models.grader.config.get("files", {}).get(MODEL_FILE) if self.models.grader else None
+        if digest:
+            description["grader_sha256"] = digest
         return description
 
 

@@ -1,31 +1,45 @@
 """DICOM Segmentation objects for results of inputs read from a DICOM series, so they can go back to a PACS.
 
-One BINARY segment per structure of the label table (same names, colours and codes as the ``.seg.nrrd`` and
-the module's terminology), optionally followed by one segment per named level. Every stored frame references
-the SOP Instance UID of the source slice it lies on, so a viewer overlays it on the series; empty frames are
-not stored. highdicom and pydicom are imported only when a SEG is written.
+Two BINARY SEGs, each its own series on the same source images, neither with overlapping segments (viewers such
+as OHIF refuse or flatten overlapping ones): the structure SEG, one segment per structure of the label table (same
+names, colours and codes as the ``.seg.nrrd`` and the module's terminology), and the level SEG, one segment per
+named level (vertebral bodies and discs, :mod:`.dicom_segments`). Segments without voxels are left out. Every
+stored frame references the SOP Instance UID of the source slice it lies on, so a viewer overlays it on the
+series; empty frames are not stored. highdicom and pydicom are imported only when a SEG is written.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
-from ..anatomy.report import KIND_NAMES, kind_entries, level_terminology, structure_of
+from ..anatomy.report import kind_entries
 from ..errors import SpineSegDiffError
 from ..io import atomic_path, list_dicom_series
-from ..labels import CATEGORY, STRUCTURES
+from .dicom_segments import Segment, description, level_segments, structure_segments
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-SERIES_DESCRIPTION = "SpineSegDiff segmentation"
 MANUFACTURER = "SpineSegDiff"
-CONTENT_LABEL = "SPINESEGDIFF"
+
+
+class SeriesText(NamedTuple):
+    """What tells one SEG series from the other: its description, content label, series number offset (added to
+    the source series' number)."""
+
+    description: str
+    content_label: str
+    number_offset: int
+
+
+STRUCTURE_SERIES = SeriesText("SpineSegDiff segmentation", "SPINESEGDIFF", 1000)
+LEVEL_SERIES = SeriesText("SpineSegDiff levels (vertebral bodies, discs)", "SPINESEG_LEVELS", 2000)
+SERIES_DESCRIPTION = STRUCTURE_SERIES.description
 DEVICE_SERIAL_NUMBER = "1"
 """Required by the Enhanced General Equipment module; software has no serial number."""
 REQUIRED_TAGS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
@@ -87,43 +101,71 @@ def _has_dicom_preamble(path: Path) -> bool:
         return stream.read(132)[128:] == b"DICM"
 
 
-def write_dicom_seg(labels: sitk.Image, source_files: list[Path], path: Path,
-                    levels: list[dict] | None = None, level_labels: sitk.Image | None = None) -> Path:
-    """Write ``labels`` as a DICOM Segmentation (BINARY) of the series ``source_files``.
+def write_dicom_seg(labels: sitk.Image, source_files: list[Path], path: Path, levels: list[dict] | None = None,
+                    level_labels: sitk.Image | None = None, levels_path: Path | None = None) -> list[Path]:
+    """Write ``labels`` as a DICOM Segmentation (BINARY) of the series ``source_files`` and, with ``levels``, the
+    named levels as a second one (its own series, same source images).
 
     Args:
         labels: uint8 labelmap (values from the label table) on the grid of the series, i.e. read from
             ``source_files``: size ``(X, Y, Z) = (Columns, Rows, number of slices)``.
         source_files: the series' files (:func:`source_dicom_files`), in any order.
-        path: the ``.dcm`` file to write (written atomically).
-        levels: optional named levels, dicts with ``name`` (``"L4"``, ``"L4/L5"``), ``kind`` (``"vertebra"``
-            or ``"disc"``) and ``label_value`` (their value in ``level_labels``; ``None`` for a level that was
-            not segmented), e.g. from :func:`levels_from_report`; one segment each, after the structures, in
-            this order. Levels without voxels get no segment.
+        path: the structure SEG's ``.dcm`` file (written atomically): one segment per structure with voxels.
+        levels: optional named levels, dicts with ``name`` (``"L4"``, ``"L4/L5"``), ``kind`` (a level kind of the
+            report) and ``label_value`` (their value in ``level_labels``; ``None`` for a level that was not
+            segmented), e.g. from :func:`levels_from_report`; one segment each in the level SEG, in this order
+            (:func:`~.dicom_segments.level_segments`). Levels without voxels get no segment.
         level_labels: integer labelmap of the levels on the same grid as ``labels``.
+        levels_path: the level SEG's ``.dcm`` file; needed with ``levels``. Not written when no level has voxels.
 
     Returns:
-        ``path``.
+        The files written: ``[path]`` or ``[path, levels_path]``.
 
     Raises:
         SpineSegDiffError: the files are not a classic single-frame series with parallel slices and full
-            geometry, or ``labels`` is not on their grid.
-        ValueError: ``levels`` without ``level_labels`` (or the reverse), or a level of unknown kind.
+            geometry, ``labels`` is not on their grid, or ``labels`` holds no structure.
+        ValueError: ``levels`` without ``level_labels`` or ``levels_path`` (or the reverse), a level of unknown
+            kind, two levels with one label value, or ``level_labels`` of another size than ``labels``.
     """
-    import highdicom as hd
-
+    level_numbers, level_segs = _level_segments(labels, levels, level_labels, levels_path)
     datasets = _read_sources(source_files)
     slices = _slice_indices(datasets, labels)
-    masks, descriptions = _segments(labels, levels, level_labels)
+    numbers, segments = structure_segments(sitk.GetArrayViewFromImage(labels))
+    if not segments:
+        raise SpineSegDiffError("the segmentation is empty: a DICOM SEG needs at least one segment",
+                                "the other output files show the (empty) result")
+    written = [_save(datasets, numbers[slices], segments, Path(path), STRUCTURE_SERIES)]
+    if level_segs:
+        written.append(_save(datasets, level_numbers[slices], level_segs, Path(levels_path), LEVEL_SERIES))
+    return written
+
+
+def _level_segments(labels: sitk.Image, levels: list[dict] | None, level_labels: sitk.Image | None,
+                    levels_path: Path | None) -> tuple[np.ndarray | None, list[Segment]]:
+    """The level SEG's segment numbers ``(Z, Y, X)`` and segments (none without ``levels``); checks the arguments."""
+    if (levels is None) != (level_labels is None) or (levels is not None and levels_path is None):
+        raise ValueError("levels, level_labels and levels_path go together")
+    if levels is None:
+        return None, []
+    if level_labels.GetSize() != labels.GetSize():
+        raise ValueError(f"level_labels is {level_labels.GetSize()}, labels {labels.GetSize()}")
+    return level_segments(sitk.GetArrayViewFromImage(level_labels), levels)
+
+
+def _save(datasets: list[Dataset], numbers: np.ndarray, segments: list[Segment], path: Path,
+          series: SeriesText) -> Path:
+    """Write one BINARY SEG, a new series, of the source slices ``datasets``: ``numbers`` ``(slices, Y, X)`` holds
+    each pixel's segment number (0: none), so segments cannot overlap; empty frames are not stored."""
+    import highdicom as hd
+
     seg = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=masks[slices], segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(),
-        series_number=1000 + int(getattr(datasets[0], "SeriesNumber", None) or 0), sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=MANUFACTURER,
-        software_versions=__version__, device_serial_number=DEVICE_SERIAL_NUMBER, content_label=CONTENT_LABEL,
-        content_description=SERIES_DESCRIPTION, series_description=SERIES_DESCRIPTION,
+        source_images=datasets, pixel_array=numbers, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description(segment) for segment in segments], series_instance_uid=hd.UID(),
+        series_number=series.number_offset + int(getattr(datasets[0], "SeriesNumber", None) or 0),
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=MANUFACTURER,
+        software_versions=__version__, device_serial_number=DEVICE_SERIAL_NUMBER, content_label=series.content_label,
+        content_description=series.description, series_description=series.description,
     )
-    path = Path(path)
     with atomic_path(path) as temporary:
         seg.save_as(temporary)
     return path
@@ -199,62 +241,3 @@ def _check_grid(dataset: Dataset, labels: sitk.Image) -> None:
     orientation = np.array([float(v) for v in dataset.ImageOrientationPatient])
     if np.abs(direction[:, :2].T.ravel() - orientation).max() > ORIENTATION_TOLERANCE:
         raise SpineSegDiffError("the labelmap's axes are not the DICOM ImageOrientationPatient", GRID_HINT)
-
-
-def _segments(labels: sitk.Image, levels: list[dict] | None,
-              level_labels: sitk.Image | None) -> tuple[np.ndarray, list[Any]]:
-    """Boolean masks ``(Z, Y, X, S)`` and the ``S`` highdicom segment descriptions, numbered from 1."""
-    if (levels is None) != (level_labels is None):
-        raise ValueError("levels and level_labels go together")
-    array = sitk.GetArrayViewFromImage(labels)
-    masks = [array == s.value for s in STRUCTURES]
-    descriptions = [_description(n, s.name, _type_code(s.terminology), s.color)
-                    for n, s in enumerate(STRUCTURES, start=1)]
-    if levels:
-        if level_labels.GetSize() != labels.GetSize():
-            raise ValueError(f"level_labels is {level_labels.GetSize()}, labels {labels.GetSize()}")
-        level_array = sitk.GetArrayViewFromImage(level_labels)
-        for level in levels:
-            mask = level_array == int(level["label_value"] or 0)
-            if level["label_value"] and mask.any():
-                masks.append(mask)
-                descriptions.append(_level_description(len(masks), level))
-    return np.stack(masks, axis=-1), descriptions
-
-
-def _level_description(number: int, level: dict) -> Any:
-    """A named level's segment: its name as label and tracking ID, its type code
-    (:func:`~SpineSegDiffLib.anatomy.report.level_terminology`), its structure's colour."""
-    if level.get("kind") not in KIND_NAMES:
-        raise ValueError(f"level {level.get('name')!r} has kind {level.get('kind')!r}, not one of "
-                         f"{sorted(KIND_NAMES)}")
-    kind = _type_code(level_terminology(level["kind"], level["name"]))
-    color = structure_of(level["kind"]).color
-    return _description(number, level["name"], kind, color, tracking_id=level["name"])
-
-
-def _type_code(terminology: str) -> tuple[str, str, str]:
-    """``(scheme, value, meaning)`` of the type in a Slicer terminology entry (its third ``~`` field)."""
-    scheme, value, meaning = terminology.split("~")[2].split("^")
-    return scheme, value, meaning
-
-
-def _description(number: int, label: str, kind: tuple[str, str, str], color: tuple[float, float, float],
-                 tracking_id: str | None = None) -> Any:
-    """highdicom ``SegmentDescription`` of type code ``kind`` = ``(scheme, value, meaning)`` in the Anatomical
-    Structure category, RGB ``color`` in 0..1, made by the SpineSegDiff algorithm."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
-    category_scheme, category_code, category_meaning = CATEGORY.split("^")
-    scheme, value, meaning = kind
-    return hd.seg.SegmentDescription(
-        segment_number=number, segment_label=label,
-        segmented_property_category=hd.sr.CodedConcept(category_code, category_scheme, category_meaning),
-        segmented_property_type=hd.sr.CodedConcept(value, scheme, meaning),
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name=MANUFACTURER, family=codes.cid7162.ArtificialIntelligence, version=__version__),
-        tracking_id=tracking_id, tracking_uid=hd.UID() if tracking_id else None,
-        display_color=hd.color.CIELabColor.from_rgb(*(round(255 * c) for c in color)),
-    )

@@ -31,6 +31,7 @@ SUFFIXES = {
     "level_labels": "_level_labels.nii.gz",
     "preview": "_preview.png",
     "dicom_seg": "_seg.dcm",
+    "level_seg": "_levels_seg.dcm",
     "levels": "_levels.csv",
     "slice_levels": "_levels_per_slice.csv",
     "report": "_report.json",
@@ -87,13 +88,15 @@ def build_report(result: SegmentationResult, source: str, timings: dict[str, flo
     }
 
 
-def write_dicom_seg_or_warn(result: SegmentationResult, sources: list[Path], path: Path,
+def write_dicom_seg_or_warn(result: SegmentationResult, sources: list[Path], paths: dict[str, Path],
                             level_labels: sitk.Image | None) -> list[str]:
-    """Write the DICOM SEG of the structures and the named levels (``level_labels``: the level labelmap on the
-    input grid); returns the warning if it could not be written."""
-    levels = levels_from_report(result.levels) if result.levels else None
+    """Write the DICOM SEGs of the structures and of the named levels (``level_labels``: the level labelmap on the
+    input grid) to ``paths["dicom_seg"]`` and ``paths["level_seg"]``; returns the warning if they could not be
+    written."""
+    levels = levels_from_report(result.levels) if result.levels and level_labels is not None else None
     try:
-        write_dicom_seg(result.labels, sources, path, levels, level_labels if levels else None)
+        write_dicom_seg(result.labels, sources, paths["dicom_seg"], levels, level_labels if levels else None,
+                        paths["level_seg"] if levels else None)
     except SpineSegDiffError as error:
         return [f"no DICOM SEG: {error}"]
     return []
@@ -103,8 +106,9 @@ def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str
                dicom_sources: list[Path] | None = None) -> dict:
     """Write every output of one case; returns the report. Nothing is left behind on failure.
 
-    With ``dicom_sources`` (the files of the DICOM series the input was read from) a DICOM SEG is written
-    too; when the series cannot carry one, the report's ``warnings`` say why and the rest is written."""
+    With ``dicom_sources`` (the files of the DICOM series the input was read from) DICOM SEGs are written too
+    (structures; named levels); when the series cannot carry them, the report's ``warnings`` say why and the rest
+    is written."""
     check_writable(out_dir, stem, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out_dir, stem)
@@ -123,7 +127,7 @@ def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str
             write_slice_levels_csv(result.slice_levels, staged["slice_levels"])
         report = build_report(result, source, dict(result.timings))
         if dicom_sources:
-            report["warnings"] = write_dicom_seg_or_warn(result, dicom_sources, staged["dicom_seg"], level_labels)
+            report["warnings"] = write_dicom_seg_or_warn(result, dicom_sources, staged, level_labels)
         staged["report"].write_text(json.dumps(report, indent=2) + "\n")
         for key in SUFFIXES:  # report last
             if staged[key].exists() or key == "report":
