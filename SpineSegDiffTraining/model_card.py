@@ -41,17 +41,18 @@ def write_model_cards(models_dir: Path, evaluation_dir: Path, training_log: dict
                              ("thick_slices", "thick_slice_summary_by_method",
                               "central slice of series re-acquired with thicker slices")):
         if (evaluation_dir / f"{stem}.json").is_file():
-            results = json.loads((evaluation_dir / f"{stem}.json").read_text())
+            results = json.loads((evaluation_dir / f"{stem}.json").read_text(encoding="utf-8"))
             metrics["test_cases"] = sorted(next(iter(results.values())))
             metrics[key] = {name: summarise(per_case) for name, per_case in results.items()}
-            tables.append(f"### {title}\n{(evaluation_dir / f'{stem}.md').read_text()}")
+            table = (evaluation_dir / f"{stem}.md").read_text(encoding="utf-8")
+            tables.append(f"### {title}\n{table}")
     for name in (DEFAULT_PRESEGMENTER, DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D):
         folder, config_path = models_dir / name, models_dir / name / "config.json"
         if not config_path.is_file():
             continue
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
         config["metrics"] = metrics
-        config_path.write_text(json.dumps(config, indent=2) + "\n")
+        config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         training = json.dumps(training_log, indent=2) if training_log is not None else existing_training(folder)
         (folder / "MODEL_CARD.md").write_text(_card(folder.name, config, "\n".join(tables), training))
 
@@ -59,7 +60,7 @@ def write_model_cards(models_dir: Path, evaluation_dir: Path, training_log: dict
 def existing_training(folder: Path) -> str:
     """The text of the "## Training" section of the folder's card (empty when there is none)."""
     card = folder / "MODEL_CARD.md"
-    text = card.read_text() if card.is_file() else ""
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
     if "## Training\n" not in text:
         return ""
     return text.split("## Training\n", 1)[1].split("\n\n## ", 1)[0].strip()

@@ -31,17 +31,17 @@ CATALOG_SCHEMA_URL = ("https://raw.githubusercontent.com/Slicer/Slicer/main/Sche
 
 def cmake_metadata() -> dict[str, str]:
     """``set(EXTENSION_KEY value)`` of the top-level CMakeLists.txt, quotes removed."""
-    text = (REPO / "CMakeLists.txt").read_text()
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     pairs = re.findall(r'^set\(EXTENSION_(\w+)\s+("[^"]*"|\S+)\)', text, re.M)
     return {key: value.strip('"') for key, value in pairs}
 
 
 def catalog_entry() -> dict:
-    return json.loads(CATALOG_ENTRY.read_text())
+    return json.loads(CATALOG_ENTRY.read_text(encoding="utf-8"))
 
 
 def catalog_schema() -> dict:
-    return json.loads(CATALOG_SCHEMA.read_text())
+    return json.loads(CATALOG_SCHEMA.read_text(encoding="utf-8"))
 
 
 def tracked_files() -> set[str]:
@@ -50,11 +50,11 @@ def tracked_files() -> set[str]:
 
 
 def test_licence_is_the_full_apache_2_text_with_the_projects_copyright():
-    text = (REPO / "LICENSE").read_text()
+    text = (REPO / "LICENSE").read_text(encoding="utf-8")
     assert text.lstrip().startswith("Apache License") and "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text and "9. Accepting Warranty or Additional Liability." in text
     assert "Copyright 2025 SpineSegDiff contributors" in text and "[yyyy]" not in text
-    assert 'license = { text = "Apache-2.0" }' in (REPO / "pyproject.toml").read_text()
+    assert 'license = { text = "Apache-2.0" }' in (REPO / "pyproject.toml").read_text(encoding="utf-8")
 
 
 def test_catalog_entry_is_valid_against_the_committed_schema():
@@ -92,11 +92,11 @@ def test_the_catalog_entry_replaces_the_s4ext():
     files = tracked_files()
     assert "SpineSegDiff.json" in files
     assert not [name for name in files if name.endswith(".s4ext")], "Slicer 5.10's index reads <Extension>.json"
-    assert "s4ext" not in (REPO / "CMakeLists.txt").read_text()
+    assert "s4ext" not in (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
 
 
 def test_cmake_accepts_the_versions_slicer_5_10_extensions_use():
-    text = (REPO / "CMakeLists.txt").read_text()
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     assert re.search(r"^cmake_minimum_required\(VERSION 3\.20\.6\.\.\.3\.22\.6 FATAL_ERROR\)", text, re.M)
     assert "Slicer 5.10 or newer" in cmake_metadata()["DESCRIPTION"]
 
@@ -112,19 +112,19 @@ def test_metadata_urls_point_at_files_of_this_repository():
 
 
 def module_cmake_resources() -> set[str]:
-    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     body = re.search(r"set\(MODULE_PYTHON_RESOURCES\s+(.*?)\)", text, re.S).group(1)
     return {entry.replace("${MODULE_NAME}", "SpineSegDiff") for entry in body.split()}
 
 
 def string_constants(path: Path) -> set[str]:
-    return {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)
+    return {n.value for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Constant)
             and isinstance(n.value, str)}
 
 
 def test_every_resource_the_module_loads_is_packaged():
     listed = module_cmake_resources()
-    module_text = (MODULE_DIR / "SpineSegDiff.py").read_text()
+    module_text = (MODULE_DIR / "SpineSegDiff.py").read_text(encoding="utf-8")
     loaded = {"Resources/" + name for name in re.findall(r'resourcePath\("([^"]+)"\)', module_text)}
     constants = string_constants(MODULE_DIR / "SpineSegDiff.py")
     loaded |= {f"Resources/Terminology/{name}" for name in constants if name.endswith(".term.json")}
@@ -137,7 +137,7 @@ def test_every_resource_the_module_loads_is_packaged():
 
 
 def test_the_sample_is_installed_where_the_module_looks_for_it():
-    top = (REPO / "CMakeLists.txt").read_text()
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     installed = re.search(r"foreach\(SpineSegDiff_RESOURCE_DIR\s+([^)]*)\)", top).group(1).split()
     relative = sample_data.SAMPLE_RELATIVE_PATH
     assert relative.parts[0] == "Resources" and relative.parts[1] in installed
@@ -180,7 +180,7 @@ def test_sample_is_registered_once_with_a_checksum_of_the_real_file_and_its_attr
     assert arguments["checksums"] == "SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     assert arguments["fileNames"] == path.name and Path(arguments["thumbnailFileName"]).is_file()
     assert "CC BY 4.0" in arguments["sampleDescription"] and "SPIDER" in arguments["sampleDescription"]
-    assert "CC BY 4.0" in (REPO / sample_data.SAMPLE_RELATIVE_PATH).with_name("README.md").read_text()
+    assert "CC BY 4.0" in (REPO / sample_data.SAMPLE_RELATIVE_PATH).with_name("README.md").read_text(encoding="utf-8")
 
 
 def test_a_missing_sample_is_not_offered(tmp_path):

@@ -141,3 +141,68 @@ def test_a_fragmented_labelmap_is_refused_quickly_instead_of_named():
     levels = find_levels(labels)
     assert time.perf_counter() - started < 5
     assert levels.naming_uncertain and not levels.discs
+
+
+def test_a_lowest_vertebra_cut_by_the_lower_edge_is_flagged_and_listed():
+    """An image that ends mid-L5: L5 would be taken for the sacrum and every name shifted."""
+    labels, image = synthetic_slice()
+    labels[278:], image[278:] = 0, 0  # L5 spans rows 265..289: the field of view ends inside it
+    levels = find_levels(labels, image)
+    assert levels.naming_uncertain
+    assert any("touches the lower edge of the image" in r for r in levels.reasons), levels.reasons
+    assert any(r.startswith("cut-off rule") for r in levels.rules), levels.rules
+    assert not any("sacrum-shaped" in r for r in levels.reasons)  # a cut bone's shape is not judged
+
+
+def test_a_normal_lower_edge_is_not_flagged_and_every_rule_is_listed():
+    labels, image = synthetic_slice(sacrum=True)
+    levels = find_levels(labels, image)
+    assert not levels.naming_uncertain, levels.reasons
+    assert not any(r.startswith("cut-off rule") for r in levels.rules)
+    assert levels.rules[0] == "sacrum rule: a vertebra below the lowest disc is taken as the sacrum (S1)"
+    assert any(r.startswith("transitional vertebra rule (sacrum shape)") and r.endswith("sacrum-shaped")
+               for r in levels.rules), levels.rules
+    assert any(r.startswith("transitional vertebra rule (disc thickness)") and r.endswith("not rudimentary")
+               for r in levels.rules), levels.rules
+    without_sacrum = find_levels(*synthetic_slice())
+    assert without_sacrum.rules[0] == "sacrum rule: no sacrum segmented, so the lowest disc is taken as L5/S1"
+
+
+def test_transitional_cases_list_their_rule():
+    labels, image = synthetic_slice(sacrum=True)
+    labels[254:260][labels[254:260] == IVD] = VB  # L5/S1 (rows 250..259) left 4 px thick: rudimentary
+    thin = find_levels(labels, image)
+    assert any("rudimentary" in r for r in thin.reasons), thin.reasons
+    assert any(r.startswith("transitional vertebra rule (disc thickness)") and r.endswith("flagged")
+               for r in thin.rules), thin.rules
+    labels, image = synthetic_slice(sacrum=True)
+    labels[260:280][labels[260:280] == VB] = 0  # a "sacrum" as short as a lumbar body
+    short = find_levels(labels, image)
+    assert any("not sacrum-shaped" in r for r in short.reasons), short.reasons
+    assert any(r.startswith("transitional vertebra rule (sacrum shape)") and r.endswith("flagged")
+               for r in short.rules), short.rules
+
+
+@pytest.mark.parametrize("sacrum", [False, True])
+def test_thresholds_are_physical_so_another_model_spacing_gives_the_same_names(sacrum):
+    from scipy import ndimage
+
+    labels, image = synthetic_slice(sacrum=sacrum)
+    at_1mm = find_levels(labels, image, spacing_mm=1.0)
+    default = find_levels(labels, image)
+    assert (at_1mm.instances == default.instances).all() and at_1mm.reasons == default.reasons
+    coarse = find_levels(ndimage.zoom(labels, 0.8, order=0), ndimage.zoom(image, 0.8, order=0), spacing_mm=1.25)
+    assert [d.name for d in coarse.discs] == [d.name for d in at_1mm.discs]
+    assert [v.name for v in coarse.vertebrae] == [v.name for v in at_1mm.vertebrae]
+    assert coarse.reasons == at_1mm.reasons and not coarse.naming_uncertain
+
+
+def test_a_small_piece_is_judged_by_its_area_in_mm2_not_its_pixel_count():
+    """A 40 mm^2 vertebra fragment is under the 60 mm^2 minimum at 1 mm (40 px) but over it at 1.5 mm
+    (40 px are 90 mm^2): the threshold follows the spacing."""
+    from SpineSegDiffLib.anatomy.instances import MIN_VERTEBRA_AREA_MM2, components
+
+    mask = np.zeros((50, 50), bool)
+    mask[10:18, 10:15] = True
+    assert 40 < MIN_VERTEBRA_AREA_MM2 < 40 * 1.5**2
+    assert not components(mask, MIN_VERTEBRA_AREA_MM2, 1.0) and components(mask, MIN_VERTEBRA_AREA_MM2, 1.5**2)

@@ -105,7 +105,7 @@ def test_every_measure_has_one_convention_and_the_readme_gives_them():
     assert list(conventions.CONVENTIONS) == [m.name for m in report.MEASURES]
     assert ("Dural sac AP diameter (mm)", SAC) in report.TABLE_COLUMNS
     assert all(title == conventions.CONVENTIONS[key].column for title, key in report.TABLE_COLUMNS[1:])
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert conventions.conventions_table() in readme and "canal_ap_diameter" not in readme
     assert report.mean_height is conventions.mean_height and report.height_index is conventions.height_index
 

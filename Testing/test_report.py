@@ -50,7 +50,7 @@ DISC_KEYS = [*HEAD, "anterior_height_mm", "middle_height_mm", "posterior_height_
 LEVELS_HEADER = ("structure,name,from_bottom,segmented,label_value,anterior_height_mm,middle_height_mm,"
                  "posterior_height_mm,depth_mm,mean_uncertainty,centroid_lps_mm,mean_height_mm,dural_sac_ap_diameter_mm,"
                  "height_index,slip_mm,slip_percent,pfirrmann_grade,pfirrmann_probabilities,narrowing_probability,"
-                 "modic_probability,not_measured")
+                 "modic_probability_experimental,not_measured")
 SLICES_HEADER = ("slice_index,model_slice,name,kind,from_bottom,segmented,label_value,anterior_height_mm,"
                  "middle_height_mm,posterior_height_mm,mean_height_mm,dural_sac_ap_diameter_mm,mean_uncertainty,"
                  "height_index,slip_mm,slip_percent,depth_mm,not_measured")
@@ -114,7 +114,7 @@ def test_modules_reading_levels_hold_no_copy_of_kinds_order_or_csv_rules(path):
 
 def test_a_real_runs_levels_round_trip_exactly(run):
     levels = run.levels
-    assert list(levels) == ["naming_uncertain", "naming_reasons", "vertebrae", "discs"]
+    assert list(levels) == ["naming_uncertain", "naming_reasons", "naming_rules", "vertebrae", "discs"]
     typed = LevelReport.from_dict(levels)
     assert typed.to_dict() == levels
     assert json.dumps(typed.to_dict()) == json.dumps(levels)  # same keys in the same order, same values

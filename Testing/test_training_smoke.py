@@ -64,7 +64,8 @@ WORK_FOLDER_STAGES = """
     run_diffusion(DiffusionConfig(**training))
     run_diffusion3d(Diffusion3dConfig(**training))
     run_bundle(BundleConfig(work=work, out=models, nnunet_trainer="smoke", nnunet_folds=(0,)))  # no data given
-    assert json.loads((models / "nnunet-2d-t2" / "config.json").read_text())["training"]["data"] == str(data)
+    config = json.loads((models / "nnunet-2d-t2" / "config.json").read_text(encoding="utf-8"))
+    assert config["training"]["data"] == str(data)
     run_all(AllConfig(**training, out=models, nnunet_folds=(0,), eval_steps=(1, 2)))  # resumes, then evaluates
 """
 
@@ -91,17 +92,17 @@ def test_training_end_to_end(tmp_path, tiny_dataset):
     losses = np.genfromtxt(work / "diffusion" / "losses.csv", delimiter=",", names=True)
     assert len(np.atleast_1d(losses)) == 2 and np.all(np.isfinite(losses["total"]))
 
-    results = json.loads((work / "evaluation" / "results.json").read_text())
+    results = json.loads((work / "evaluation" / "results.json").read_text(encoding="utf-8"))
     assert set(results) == {"nnU-Net", "+SpineSegDiff 1 steps", "+SpineSegDiff 2 steps"}
     scores = results["nnU-Net"][splits.test[0]]["dice"]
     assert set(scores) == {"SC", "VB", "IVD"} and all(0 <= v <= 1 for v in scores.values())
-    table = (work / "evaluation" / "results.md").read_text()
+    table = (work / "evaluation" / "results.md").read_text(encoding="utf-8")
     assert "| nnU-Net |" in table and (work / "evaluation" / "results.png").stat().st_size > 1000
 
-    volumes = json.loads((work / "evaluation" / "volumes.json").read_text())
+    volumes = json.loads((work / "evaluation" / "volumes.json").read_text(encoding="utf-8"))
     assert set(volumes) == {"nnU-Net (every slice)", "+SpineSegDiff 2D, every slice", "+Diff-UNet 3D"}
     assert all(case["slices"] == 3 for setting in volumes.values() for case in setting.values())
-    card = (models / "spinesegdiff-3d-t2" / "MODEL_CARD.md").read_text()
+    card = (models / "spinesegdiff-3d-t2" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "whole volume" in card and "SlidingWindowInferer" in card
     assert '"hardware": "CPU, ' in card  # the device the models trained on, recorded by each training stage
 
@@ -149,6 +150,6 @@ def test_bank_run_end_to_end(tmp_path, tiny_dataset):
     again = tmp_path / "again"
     assert bank_run.main(["bundle", "--bank", str(bank), "--out", str(run_dir), "--models", str(again),
                           "--device", "cpu"]) == 0
-    device = json.loads((run_dir / "summary.json").read_text())["device"]
+    device = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["device"]
     assert device.startswith("CPU, ")
     assert open_model_folder(again / DEFAULT_PRESEGMENTER, "nnunet").config["training"]["hardware"] == device

@@ -169,4 +169,4 @@ def atomic_path(destination: Path) -> Iterator[Path]:
 
 def write_text(text: str, destination: Path) -> None:
     with atomic_path(destination) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(text, encoding="utf-8")

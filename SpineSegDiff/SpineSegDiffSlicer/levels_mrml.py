@@ -331,7 +331,8 @@ def level_centroid_ras(report: dict, name: str) -> tuple[float, float, float] | 
 
 def summary_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
     """The module's levels list, bottom-up: level, middle height (vertebra) or mean height (disc) in mm, disc
-    height index, Pfirrmann grade with its probability, mean uncertainty; "-" where a value does not apply."""
+    height index, Pfirrmann grade with its (calibrated) probability or "uncertain" with the top probability when the
+    grader abstained, mean uncertainty; "-" where a value does not apply (or grading was refused)."""
 
     def text(value, fmt: str = "{}") -> str:
         return "-" if value is None else fmt.format(value)
@@ -340,7 +341,7 @@ def summary_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
     for row in level_rows(report):
         height = row.get("mean_height_mm") if row["kind"] == DISC else row.get("middle_height_mm")
         grade, probabilities = row.get("pfirrmann_grade"), row.get("pfirrmann_probabilities")
-        graded = f"{grade} ({max(probabilities):.0%})" if grade is not None and probabilities else text(grade)
+        graded = f"{'uncertain' if grade is None else grade} ({max(probabilities):.0%})" if probabilities else "-"
         name = row["name"] if row.get("segmented", True) else f"{row['name']} (not segmented)"
         rows.append((name, text(height, "{:.1f}"), text(row.get("height_index"), "{:.2f}"), graded,
                      text(row.get("mean_uncertainty"), "{:.2f}")))

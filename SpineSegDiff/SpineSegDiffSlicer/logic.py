@@ -100,7 +100,7 @@ def load_result_nodes(scene, volume_node, files: dict[str, str], closed_surface:
 def read_report(files: dict[str, str]) -> dict:
     """The worker's ``_report.json`` (processed slices, timings, levels), or ``{}``."""
     path = files.get("report")
-    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
+    return json.loads(Path(path).read_text(encoding="utf-8")) if path and Path(path).is_file() else {}
 
 
 def read_level_labels(files: dict[str, str]) -> sitk.Image | None:
@@ -166,7 +166,7 @@ class ReviewCache:
         self.invalidate()
         if not path or not Path(path).is_file():
             return
-        self._levels = regions_from_dict(json.loads(Path(path).read_text()))
+        self._levels = regions_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         self._ras = {region: mrml.ijk_to_ras(nodes.heatmap, region.centroid_ijk)
                      for found in self._levels.regions for region in found}
         self._key = (nodes.segmentation.GetID(), nodes.heatmap.GetID())

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .conventions import NO_GRADER
+from .conventions import NO_GRADER, naming_uncertain
 from .levels import Levels, find_levels
 from .measurements import measure_report
 from .report import GRADES, LevelEntry, LevelReport, ToPatient
@@ -47,13 +47,18 @@ def assess_report(levels: Levels, image: np.ndarray, labels: np.ndarray, heatmap
     coordinates when ``to_patient`` is given."""
     measured = measure_report(levels, labels, heatmap, spacing_mm)
     discs = [disc.to_dict() for disc in measured.discs]
-    grades = grader.grade(image, labels, levels, discs) if grader is not None else {}
-    graded = replace(measured, discs=tuple(graded_disc(disc, grades, grader is not None) for disc in measured.discs))
+    refused = naming_uncertain(measured.naming_reasons) if measured.naming_uncertain else None
+    grades = grader.grade(image, labels, levels, discs) if grader is not None and not refused else {}
+    graded = replace(measured, discs=tuple(graded_disc(disc, grades, grader is not None, refused)
+                                           for disc in measured.discs))
     return graded.in_patient_space(to_patient) if to_patient is not None else graded
 
 
-def graded_disc(disc: LevelEntry, grades: dict[int, dict], have_grader: bool) -> LevelEntry:
-    """The disc with its grades from ``grades`` (by ``from_bottom``); without a grader, segmented discs say why
-    their grades are None."""
-    why = {} if have_grader or not disc.segmented else {m.name: NO_GRADER for m in GRADES}
-    return replace(disc.with_grades(grades.get(disc.from_bottom)), not_measured={**disc.not_measured, **why})
+def graded_disc(disc: LevelEntry, grades: dict[int, dict], have_grader: bool, refused: str | None = None) -> LevelEntry:
+    """The disc with its grades from ``grades`` (by ``from_bottom``) and the grader's reasons for a null one (an
+    abstained grade); segmented discs say why their grades are None without a grader, or when grading was
+    ``refused`` (the reason: the level naming is uncertain)."""
+    reason = NO_GRADER if not have_grader else refused
+    why = {m.name: reason for m in GRADES} if reason and disc.segmented else {}
+    given = grades.get(disc.from_bottom) or {}
+    return replace(disc.with_grades(given), not_measured={**disc.not_measured, **given.get("not_measured", {}), **why})

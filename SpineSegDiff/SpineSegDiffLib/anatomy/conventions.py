@@ -42,6 +42,8 @@ class Convention(NamedTuple):
         return f"{self.title} ({self.unit})" if self.unit in ("mm", "%") else self.title
 
 
+EXPERIMENTAL = "(experimental)"
+"""Marks a measure whose validation is too weak to rely on, in its title (Slicer's column) and CSV column."""
 DURAL_SAC_WALK_MM = 80.0
 """How far behind a disc's centre the dural sac is looked for."""
 _AT = "across the level (along its short axis; a vertebral body takes the mean axis of its adjacent discs), through"
@@ -67,13 +69,16 @@ CONVENTIONS: Mapping[str, Convention] = {
                           "body's posterior-superior corner, along the disc between them; positive for "
                           "anterolisthesis"),
     "slip_percent": Convention("Slip", "%", "the slip over the lower body's depth"),
-    "pfirrmann_grade": Convention("Pfirrmann grade", "grade 1-5", "the most probable Pfirrmann grade"),
+    "pfirrmann_grade": Convention("Pfirrmann grade", "grade 1-5", "the most probable Pfirrmann grade; null "
+                                  "(uncertain) when its calibrated probability is below the grader's abstain "
+                                  "threshold, and no grades at all when the level naming is uncertain"),
     "pfirrmann_probabilities": Convention("Pfirrmann probabilities", "probability", "the grading model's "
-                                          "probabilities of Pfirrmann grades 1 to 5"),
+                                          "calibrated (temperature-scaled) probabilities of Pfirrmann grades 1 to 5"),
     "narrowing_probability": Convention("Narrowing probability", "probability", "the grading model's probability "
                                         "that the disc is narrowed"),
-    "modic_probability": Convention("Modic probability", "probability", "the grading model's probability of a "
-                                    "Modic change next to the disc, from the T2 image alone"),
+    "modic_probability": Convention(f"Modic probability {EXPERIMENTAL}", "probability", "EXPERIMENTAL: the "
+                                    "grading model's probability of a Modic change next to the disc, from the T2 "
+                                    "image alone (held-out AUROC 0.64 on 10 positive discs: not for clinical use)"),
 }
 """The convention of every measure of :class:`~.report.LevelEntry`, by entry key, in report order."""
 
@@ -91,6 +96,20 @@ NO_HEATMAP = "no uncertainty heatmap was given"
 NO_GRADER = "no disc grading model was loaded"
 NO_DURAL_SAC = (f"no dural sac (spinal canal label) on the line from the disc's centre posterior along its long axis "
                 f"within {DURAL_SAC_WALK_MM:.0f} mm")
+CSV_COLUMNS: Mapping[str, str] = {"modic_probability": "modic_probability_experimental"}
+"""The CSV column of an entry key when it differs from the key (experimental measures say so in their header)."""
+
+
+def naming_uncertain(reasons: Sequence[str]) -> str:
+    """Why no disc is graded: the level naming is uncertain (``reasons``: the report's ``naming_reasons``)."""
+    return "level naming uncertain: " + "; ".join(reasons)
+
+
+def grade_uncertain(top_probability: float, threshold: float) -> str:
+    """Why a disc's Pfirrmann grade is null although graded: its top (calibrated) probability is too low."""
+    return f"uncertain (top probability {top_probability:.2f} < {threshold:.2f})"
+
+
 UNKNOWN = "not measured"
 """For a null measure whose entry records no reason (an entry made by hand)."""
 

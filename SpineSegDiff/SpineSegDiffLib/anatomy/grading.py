@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import SpineSegDiffError
 from ..labels import by_key
 from ..modelset.folder import ModelFolder
+from .calibration import Calibration, tempered
 from .instances import principal_axes
 from .levels import Level, Levels
 from .measurements import measure_levels, project
@@ -257,32 +258,36 @@ def check_model(model: dict) -> dict:
 
 
 class DiscGrader:
-    """A loaded grading model (plain JSON numbers; numpy only)."""
+    """A loaded grading model (plain JSON numbers; numpy only), with its :class:`~.calibration.Calibration`."""
 
     def __init__(self, model: ModelFolder) -> None:
         self.model = model
         if not model.file(MODEL_FILE).is_file():
             raise SpineSegDiffError(f"{model.path} has no {MODEL_FILE}: an older grading model",
                                     "retrain it with spinesegdiff-train grading or reinstall the models")
-        self.parameters = check_model(json.loads(model.file(MODEL_FILE).read_text()))
+        self.parameters = check_model(json.loads(model.file(MODEL_FILE).read_text(encoding="utf-8")))
+        self.calibration = Calibration.from_config(model.config)
 
     def __call__(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Features ``(N, len(FEATURE_NAMES))`` -> see :func:`predict_heads`."""
+        """Features ``(N, len(FEATURE_NAMES))`` -> see :func:`predict_heads`, Pfirrmann probabilities calibrated."""
         if len(features) == 0:
             return {"pfirrmann": np.zeros((0, len(GRADES))), "narrowing": np.zeros(0), "modic": np.zeros(0)}
-        return predict_heads(self.parameters, features)
+        out = predict_heads(self.parameters, features)
+        return {**out, "pfirrmann": tempered(out["pfirrmann"], self.calibration.temperature)}
 
     def grade(self, image: np.ndarray, labels: np.ndarray, levels: Levels,
               measured_discs: list[dict] | None = None) -> dict[int, dict]:
-        """Per disc ``from_bottom``: grade, probabilities and flags, ready for the report (``measured_discs``:
-        see :func:`slice_features`)."""
+        """Per disc ``from_bottom``: grade (None below the abstain threshold, with the reason under
+        ``not_measured``), calibrated probabilities and flags, ready for the report (``measured_discs``: see
+        :func:`slice_features`)."""
         numbers, features = slice_features(image, labels, levels, measured_discs)
         out = self(features)
         grades = {}
         for i, number in enumerate(numbers):
             probabilities = out["pfirrmann"][i]
+            grade, why = self.calibration.grade(probabilities, GRADES)
             grades[number] = {
-                "pfirrmann_grade": GRADES[int(np.argmax(probabilities))],
+                "pfirrmann_grade": grade, "not_measured": {"pfirrmann_grade": why} if why else {},
                 "pfirrmann_probabilities": [round(float(p), 4) for p in probabilities],
                 "narrowing_probability": round(float(out["narrowing"][i]), 4),
                 "modic_probability": round(float(out["modic"][i]), 4),

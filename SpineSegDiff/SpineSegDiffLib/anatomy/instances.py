@@ -11,6 +11,8 @@ from scipy import ndimage
 from ..labels import by_key
 
 MIN_VERTEBRA_AREA_MM2 = 60.0
+CANAL_TAIL_MM = 30.0
+"""Below the spinal canal, its centre is taken as the most posterior one of its lowest this many mm."""
 
 
 @dataclass(eq=False)
@@ -20,16 +22,20 @@ class Part:
     centroid: tuple[float, float]
 
 
-def canal_columns(labels: np.ndarray) -> np.ndarray | None:
+def canal_columns(labels: np.ndarray, spacing_mm: float = 1.0) -> np.ndarray | None:
     """Column of the spinal canal's centre on every row ``(H,)``, or None without a canal.
 
-    Rows above/below the canal take its first/last column."""
+    Rows above the canal take its first column; rows below it the most posterior centre of its lowest
+    :data:`CANAL_TAIL_MM` (the canal's tapering tip turns anterior while the sacrum curves posterior, and
+    a constant last column would put a slipped or lordotic L5 behind the canal)."""
     canal = labels == by_key("SC").value
     rows = np.flatnonzero(canal.any(axis=1))
     if len(rows) < 2:
         return None
     centres = np.array([np.flatnonzero(canal[r]).mean() for r in rows])
-    return np.interp(np.arange(labels.shape[0]), rows, centres)
+    columns = np.interp(np.arange(labels.shape[0]), rows, centres)
+    columns[rows[-1] + 1:] = centres[rows >= rows[-1] - CANAL_TAIL_MM / spacing_mm].max()
+    return columns
 
 
 def components(mask: np.ndarray, min_area: float, pixel_area: float) -> list[Part]:
@@ -46,10 +52,16 @@ def components(mask: np.ndarray, min_area: float, pixel_area: float) -> list[Par
 
 def anterior_parts(labels: np.ndarray, value: int, kind: str, min_area: float, canal: np.ndarray | None,
                    pixel_area: float) -> list[Part]:
-    """Components of ``value`` whose centroid lies anterior to (left of) the canal centre line."""
+    """Components of ``value`` whose centroid lies anterior to (left of) the canal centre line.
+
+    Discs below the canal's lowest labelled row are kept: there the canal's tapering tip is no guide
+    (a lordotic or slipped L5/S1 disc lies behind its extrapolated line), and posterior elements carry
+    the vertebra label, not the disc label."""
     parts = components(labels == value, min_area, pixel_area)
     if canal is not None:
-        parts = [p for p in parts if p.centroid[1] < canal[int(round(p.centroid[0]))]]
+        end = np.flatnonzero((labels == by_key("SC").value).any(axis=1))[-1]
+        parts = [p for p in parts if p.centroid[1] < canal[int(round(p.centroid[0]))]
+                 or (kind == "disc" and p.centroid[0] > end)]
     for part in parts:
         part.kind = kind
     return parts
@@ -74,9 +86,10 @@ def merge_fragments(parts: list[Part], spacing: float) -> list[Part]:
     return sorted(merged, key=lambda p: -p.centroid[0])
 
 
-def split_bodies_at_discs(parts: list[Part]) -> list[Part]:
+def split_bodies_at_discs(parts: list[Part], pixel_area: float = 1.0) -> list[Part]:
     """Cut a vertebra component that runs across a disc (two bodies joined where the disc was
-    under-segmented) along the line of that disc's long axis."""
+    under-segmented) along the line of that disc's long axis; pieces under a quarter of
+    :data:`MIN_VERTEBRA_AREA_MM2` (``pixel_area`` mm^2 per pixel) are dropped."""
     discs = [p for p in parts if p.kind == "disc"]
     result = [p for p in parts if p.kind == "disc"]
     for body in (p for p in parts if p.kind == "vertebra"):
@@ -89,7 +102,8 @@ def split_bodies_at_discs(parts: list[Part]) -> list[Part]:
                 grid = np.indices(body.mask.shape).transpose(1, 2, 0) - np.array(disc.centroid)
                 above = grid @ normal > 0
                 pieces = [cut for piece in pieces for side in (above, ~above) if (cut := piece & side).any()]
-        result += [make_part("vertebra", piece) for piece in pieces if piece.sum() >= MIN_VERTEBRA_AREA_MM2 / 4]
+        result += [make_part("vertebra", piece) for piece in pieces
+                   if piece.sum() * pixel_area >= MIN_VERTEBRA_AREA_MM2 / 4]
     return result
 
 

@@ -14,7 +14,12 @@ the sacrum and walks upward using the anatomy, not a plain count:
   SPIDER annotations leave the sacrum unlabelled) the lowest disc is L5/S1 provided the field of view
   extends below it; if the image ends right under it, the sacrum is not in view and names are
   flagged uncertain;
-* a lowest disc much thinner than the one above suggests a lumbosacral transitional vertebra.
+* a lowest disc much thinner than the one above suggests a lumbosacral transitional vertebra;
+* a lowest vertebra that reaches the image's lower edge may be cut off (an image ending mid-L5 would
+  otherwise take L5 for the sacrum and shift every name): flagged.
+
+The checks of the lowest levels are in :mod:`.naming_checks`; every rule applied is listed in
+:attr:`Levels.rules`. Thresholds are areas and lengths in millimetres, converted with ``spacing_mm``.
 
 Vertebrae count ``from_bottom`` as SPIDER's vertebra labels do (L5 = 1, the sacrum 0); discs as
 SPIDER's gradings (L5/S1 = 1). Names assume five lumbar vertebrae; without the whole spine in view no
@@ -36,16 +41,15 @@ from .instances import (
     make_part,
     merge_fragments,
     split_bodies_at_discs,
-    thickness,
 )
+from .naming_checks import check_bottom, drop_cut_discs, flag_merged_discs
 
 VERTEBRA_NAMES = ("S1", "L5", "L4", "L3", "L2", "L1", *(f"T{i}" for i in range(12, 0, -1)),
                   *(f"C{i}" for i in range(7, 0, -1)))
 """Index = ``from_bottom`` (S1 = 0, L5 = 1, ...)."""
 MIN_DISC_AREA_MM2 = 30.0
-SACRUM_MARGIN_MM = 15.0
-"""The field of view must extend this far below the lowest disc to call it L5/S1 with confidence."""
-
+LEVEL_SPACING_MM = 35.0
+"""Distance between consecutive discs assumed when fewer than two discs or bodies are found."""
 
 MAX_PARTS = 80
 """More vertebra and disc pieces than this on one slice (a whole spine has about 50) is not anatomy."""
@@ -93,6 +97,8 @@ class Levels:
     vertebrae: list[Level]
     discs: list[Level]
     reasons: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    """Every naming rule applied, with its outcome (:mod:`.naming_checks`), whether or not it flagged."""
 
     @property
     def naming_uncertain(self) -> bool:
@@ -138,32 +144,20 @@ def alternate(parts: list[Part], spacing: float, reasons: list[str]) -> list[Par
     return sequence
 
 
-def drop_sacral_disc(sequence: list[Part], reasons: list[str]) -> list[Part]:
+def drop_sacral_disc(sequence: list[Part], reasons: list[str], rules: list[str]) -> list[Part]:
     """Drop a lowest disc that has no vertebral body above it before the next disc: with the sacrum
     unlabelled, that is the rudimentary S1/S2 disc inside the sacrum, not L5/S1."""
     if len(sequence) > 2 and sequence[0].kind == "disc" and not sequence[1].mask.any():
         reasons.remove(next(r for r in reasons if r.startswith("a vertebra expected")))
         reasons.append(f"a disc-like structure at row {sequence[0].centroid[0]:.0f} below the lowest vertebral "
                        "body was taken as the rudimentary S1/S2 disc")
+        rules.append("S1/S2 disc rule: a lowest disc with no vertebral body above it is left out as the "
+                     "rudimentary S1/S2 disc")
         return sequence[2:]
     return sequence
 
 
-def drop_cut_discs(parts: list[Part], field_rows: np.ndarray, reasons: list[str]) -> list[Part]:
-    """Leave out discs cut by the top or bottom of the field of view (incomplete, not measurable)."""
-    if len(field_rows) == 0:
-        return parts
-    kept = []
-    for part in parts:
-        rows = np.flatnonzero(part.mask.any(axis=1))
-        if part.kind == "disc" and (rows[0] <= field_rows[0] or rows[-1] >= field_rows[-1]):
-            reasons.append(f"a disc cut by the field of view at row {part.centroid[0]:.0f} is not named")
-        else:
-            kept.append(part)
-    return kept
-
-
-def trim_below_lumbosacral(parts: list[Part], reasons: list[str]) -> list[Part]:
+def trim_below_lumbosacral(parts: list[Part], reasons: list[str], rules: list[str]) -> list[Part]:
     """Under the lowest full-size vertebral body (at least half the median body area) the first disc
     is L5/S1 and what lies below it is sacrum: its pieces labelled as vertebra become one S1 part and
     further disc-like pieces (the rudimentary S1/S2 disc) are dropped. ``parts`` bottom-up."""
@@ -180,38 +174,10 @@ def trim_below_lumbosacral(parts: list[Part], reasons: list[str]) -> list[Part]:
     sacrum = [p for p in below if p.kind == "vertebra" and (not discs or p.centroid[0] > below[discs[-1]].centroid[0])]
     if sacrum:
         sacrum = [make_part("vertebra", np.logical_or.reduce([p.mask for p in sacrum]))]
+    if len(below) > len(keep):
+        rules.append("lumbosacral rule: the first disc under the lowest full-size body (half the median body area) "
+                     "is L5/S1; vertebra pieces below it are the sacrum")
     return sacrum + keep + parts[lowest:]
-
-
-def check_bottom(sequence: list[Part], field_rows: np.ndarray, reasons: list[str]) -> None:
-    """Flag the lowest level when the sacrum cannot be confirmed (see the module docstring)."""
-    bottom = sequence[0]
-    rows = np.flatnonzero(bottom.mask.any(axis=1))
-    if len(rows) == 0:
-        return
-    if bottom.kind == "disc" and (len(field_rows) == 0 or field_rows[-1] - rows[-1] < SACRUM_MARGIN_MM):
-        reasons.append("the field of view ends under the lowest disc: the sacrum is not in view")
-    bodies = [p for p in sequence[1:] if p.kind == "vertebra" and p.mask.any()]
-    if bottom.kind == "vertebra" and bodies:
-        typical = np.median([np.ptp(np.flatnonzero(p.mask.any(axis=1))) for p in bodies])
-        truncated = len(field_rows) and field_rows[-1] - rows[-1] < 3
-        if np.ptp(rows) < 1.3 * typical and not truncated:
-            reasons.append("the lowest vertebra is not sacrum-shaped: missing L5/S1 disc or transitional vertebra")
-    discs = [p for p in sequence if p.kind == "disc" and p.mask.any()]
-    lowest_is_first = len(discs) >= 2 and discs[0] is sequence[int(bottom.kind == "vertebra")]
-    if lowest_is_first and thickness(discs[0].mask) < 0.5 * thickness(discs[1].mask):
-        reasons.append("the lowest disc is rudimentary: possible lumbosacral transitional vertebra")
-
-
-def flag_merged_discs(parts: list[Part], reasons: list[str]) -> None:
-    """A disc more than 2.5 times as thick as the median disc probably spans two levels."""
-    discs = [p for p in parts if p.kind == "disc"]
-    if len(discs) < 3:
-        return
-    typical = np.median([thickness(p.mask) for p in discs])
-    for part in discs:
-        if thickness(part.mask) > 2.5 * typical:
-            reasons.append(f"the disc at row {part.centroid[0]:.0f} looks merged with another level")
 
 
 def find_levels(labels: np.ndarray, image: np.ndarray | None = None, spacing_mm: float = 1.0) -> Levels:
@@ -220,14 +186,16 @@ def find_levels(labels: np.ndarray, image: np.ndarray | None = None, spacing_mm:
     Args:
         labels: uint8 ``(H, W)`` labelmap (SC/VB/IVD values), row 0 superior, column 0 anterior.
         image: optional ``(H, W)`` intensities; rows that are all zero are outside the field of view.
-        spacing_mm: pixel size (model space: 1 mm).
+        spacing_mm: pixel size (model space: 1 mm by default; a model folder may set another). Every
+            threshold is an area or a length in millimetres, converted with it.
 
     Returns:
-        :class:`Levels` with vertebrae and discs ordered bottom-up and the reasons the naming is
-        uncertain (empty when it is not).
+        :class:`Levels` with vertebrae and discs ordered bottom-up, the reasons the naming is
+        uncertain (empty when it is not) and the naming rules applied.
     """
     reasons: list[str] = []
-    canal = canal_columns(labels)
+    rules: list[str] = []
+    canal = canal_columns(labels, spacing_mm)
     if canal is None:
         reasons.append("no spinal canal: posterior elements cannot be told from vertebral bodies")
     area = spacing_mm**2
@@ -237,18 +205,22 @@ def find_levels(labels: np.ndarray, image: np.ndarray | None = None, spacing_mm:
         return Levels(np.zeros(labels.shape, np.int32), [], [],
                       [f"{len(parts)} separate vertebra and disc pieces: too fragmented to name levels"])
     field_rows = np.flatnonzero((image > 0).any(axis=1)) if image is not None else np.arange(labels.shape[0])
-    spacing = level_spacing(parts, default=35.0 / spacing_mm)
-    parts = merge_fragments(split_bodies_at_discs(merge_fragments(parts, spacing)), spacing)
-    parts = trim_below_lumbosacral(drop_cut_discs(parts, field_rows, reasons), reasons)
+    spacing = level_spacing(parts, default=LEVEL_SPACING_MM / spacing_mm)
+    parts = merge_fragments(split_bodies_at_discs(merge_fragments(parts, spacing), area), spacing)
+    parts = trim_below_lumbosacral(drop_cut_discs(parts, field_rows, reasons), reasons, rules)
     flag_merged_discs(parts, reasons)
     if not parts:
         return Levels(np.zeros(labels.shape, np.int32), [], [], ["no vertebra or disc found"])
-    sequence = drop_sacral_disc(alternate(parts, spacing, reasons), reasons)
-    check_bottom(sequence, field_rows, reasons)
-    return name_sequence(sequence, labels.shape, reasons)
+    sequence = drop_sacral_disc(alternate(parts, spacing, reasons), reasons, rules)
+    if any(not part.mask.any() for part in sequence):
+        rules.append("alternation rule: discs and bodies alternate; unsegmented levels are inserted to keep the "
+                     "names above them")
+    check_bottom(sequence, field_rows, spacing_mm, reasons, rules)
+    return name_sequence(sequence, labels.shape, reasons, rules)
 
 
-def name_sequence(sequence: list[Part], shape: tuple[int, int], reasons: list[str]) -> Levels:
+def name_sequence(sequence: list[Part], shape: tuple[int, int], reasons: list[str],
+                  rules: list[str] | None = None) -> Levels:
     """Number the alternating bottom-up sequence; a vertebra at the bottom is the sacrum."""
     instances = np.zeros(shape, np.int32)
     vertebrae, discs = [], []
@@ -263,4 +235,4 @@ def name_sequence(sequence: list[Part], shape: tuple[int, int], reasons: list[st
         else:
             number = (position + 1) // 2
             discs.append(Level("disc", disc_name(number), number, instance, part.centroid))
-    return Levels(instances, vertebrae, discs, reasons)
+    return Levels(instances, vertebrae, discs, reasons, list(rules or []))

@@ -213,7 +213,7 @@ def measure_report(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | Non
     vertebrae = [measure_vertebra(levels, v, frames, heatmap, spacing_mm) for v in levels.vertebrae]
     discs = [measure_disc(levels, d, labels, frames, heatmap, spacing_mm) for d in levels.discs]
     discs = add_relations(levels, discs, vertebrae, frames, spacing_mm)
-    return LevelReport(tuple(vertebrae), tuple(discs), tuple(levels.reasons))
+    return LevelReport(tuple(vertebrae), tuple(discs), tuple(levels.reasons), tuple(levels.rules))
 
 
 def measure_levels(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | None = None,

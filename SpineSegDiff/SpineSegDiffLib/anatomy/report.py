@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..labels import LEVEL_TYPES, Structure, by_key, terminology_entry
-from .conventions import CONVENTIONS, NOT_MEASURED, NOT_SEGMENTED, UNKNOWN, reasons_text
+from .conventions import CONVENTIONS, CSV_COLUMNS, NOT_MEASURED, NOT_SEGMENTED, UNKNOWN, reasons_text
 from .conventions import HEIGHT_KEYS as HEIGHT_KEYS
 from .conventions import height_index as height_index
 from .conventions import mean_height as mean_height
@@ -183,18 +183,20 @@ MEASURES = tuple(f for f in fields(LevelEntry) if f.metadata)
 GRADES = tuple(f for f in MEASURES if f.metadata["present"] == GRADED)
 TABLE_KEYS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "mean_height_mm", "depth_mm",
               "height_index", "dural_sac_ap_diameter_mm", "slip_mm", "slip_percent", "pfirrmann_grade",
-              "narrowing_probability", "mean_uncertainty")
+              "narrowing_probability", "modic_probability", "mean_uncertainty")
 TABLE_COLUMNS = (("From bottom", "from_bottom"), *((CONVENTIONS[key].column, key) for key in TABLE_KEYS))
 """The number columns of Slicer's levels table, in its order: ``(title, entry key)``, units in the titles."""
 
 
 @dataclass(frozen=True)
 class LevelReport:
-    """The report's levels part: the vertebrae and the discs, each bottom-up, and why the naming is uncertain."""
+    """The report's levels part: the vertebrae and the discs, each bottom-up, why the naming is uncertain, and
+    every naming rule applied (:attr:`~.levels.Levels.rules`)."""
 
     vertebrae: tuple[LevelEntry, ...] = ()
     discs: tuple[LevelEntry, ...] = ()
     naming_reasons: tuple[str, ...] = ()
+    naming_rules: tuple[str, ...] = ()
 
     @property
     def naming_uncertain(self) -> bool:
@@ -209,16 +211,17 @@ class LevelReport:
         return {kind.group: [entry.to_dict() for entry in getattr(self, kind.group)] for kind in KINDS}
 
     def to_dict(self) -> dict[str, Any]:
-        """The report's keys ``naming_uncertain``, ``naming_reasons``, ``vertebrae``, ``discs``."""
+        """The report's keys ``naming_uncertain``, ``naming_reasons``, ``naming_rules``, ``vertebrae``, ``discs``."""
         return {"naming_uncertain": self.naming_uncertain, "naming_reasons": list(self.naming_reasons),
-                **self.entry_lists()}
+                "naming_rules": list(self.naming_rules), **self.entry_lists()}
 
     @classmethod
     def from_dict(cls, report: Mapping[str, Any]) -> LevelReport:
         """The levels part of a report, or of a whole report (``naming_uncertain`` is that reasons are given)."""
         entries = {kind.group: tuple(LevelEntry.from_dict(kind.name, e) for e in report.get(kind.group) or [])
                    for kind in KINDS}
-        return cls(naming_reasons=tuple(report.get("naming_reasons") or ()), **entries)
+        return cls(naming_reasons=tuple(report.get("naming_reasons") or ()),
+                   naming_rules=tuple(report.get("naming_rules") or ()), **entries)
 
     def in_patient_space(self, to_patient: ToPatient) -> LevelReport:
         """Every position mapped from pixels to patient coordinates (:meth:`LevelEntry.in_patient_space`)."""
@@ -260,14 +263,14 @@ def flat(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The CSV values of one entry: scalars (NumPy scalars as Python numbers; None is an empty cell), lists joined by
     ``;`` (probabilities, patient coordinates) and the reasons of :data:`~.conventions.NOT_MEASURED` as one text
     (:func:`~.conventions.reasons_text`); other nested values (the measurement lines) and :data:`PIXEL_KEYS` are left
-    out."""
+    out; a key of :data:`~.conventions.CSV_COLUMNS` goes under its column there (an experimental measure says so)."""
     row = {}
     for key, value in entry.items():
         if key == NOT_MEASURED:
             row[key] = reasons_text(value)
         elif key not in PIXEL_KEYS and not isinstance(value, Mapping):
-            row[key] = (";".join(map(str, value)) if isinstance(value, (list, tuple))
-                        else value.item() if isinstance(value, np.generic) else value)
+            row[CSV_COLUMNS.get(key, key)] = (";".join(map(str, value)) if isinstance(value, (list, tuple))
+                                              else value.item() if isinstance(value, np.generic) else value)
     return row
 
 
@@ -283,7 +286,7 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     """The rows as CSV; the columns are the union of the rows' keys in first-seen order (the reasons of
     :data:`~.conventions.NOT_MEASURED` last), and a value a row lacks is left empty."""
     columns = sorted(dict.fromkeys(key for row in rows for key in row), key=lambda column: column == NOT_MEASURED)
-    with open(path, "w", newline="") as stream:
+    with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)

@@ -144,7 +144,7 @@ def write_review(labels_path: Path, heatmap_path: Path, destination: Path) -> Pa
     found = regions_by_level(sitk.GetArrayFromImage(heatmap), labels, heatmap.GetSpacing(), max_regions=REVIEW_REGIONS)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staged = destination.with_name(destination.name + ".partial")
-    staged.write_text(json.dumps(regions_to_dict(found)))
+    staged.write_text(json.dumps(regions_to_dict(found)), encoding="utf-8")
     staged.replace(destination)
     return destination
 

@@ -183,7 +183,7 @@ class Segmenter:
     def model_description(self) -> dict:
         """The report's ``models``: the versions of SpineSegDiff and torch and the id of every model of the set;
         the disc grader also with ``grader_sha256``, the checksum of its ``model.json`` (its id stays the same
-        when it is retrained, the checksum does not)."""
+        when it is retrained, the checksum does not), and ``grader_calibration`` (temperature, abstain threshold)."""
         description = {"spinesegdiff_version": __version__, "torch_version": torch.__version__,
                        "presegmentation": self.models.presegmenter.model_id}
         models = (("diffusion", self.models.diffusion), ("diffusion_3d", self.models.diffusion_3d),
@@ -191,9 +191,12 @@ class Segmenter:
         for key, model in models:
             if model is not None:
                 description[key] = model.model_id
-        digest = self.models.grader.config.get("files", {}).get(MODEL_FILE) if self.models.grader else None
-        if digest:
-            description["grader_sha256"] = digest
+        grader = self.models.grader.config if self.models.grader else {}
+        if grader.get("files", {}).get(MODEL_FILE):
+            description["grader_sha256"] = grader["files"][MODEL_FILE]
+        if "calibration" in grader:  # kept in config.json, outside the checksum: reported beside it
+            description["grader_calibration"] = {key: grader["calibration"][key]
+                                                 for key in ("temperature", "abstain_below")}
         return description
 
 

@@ -69,8 +69,8 @@ class NnUNetPresegmenter:
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        dataset_json = json.loads(model.file("dataset.json").read_text())
-        plans_manager = PlansManager(json.loads(model.file("plans.json").read_text()))
+        dataset_json = json.loads(model.file("dataset.json").read_text(encoding="utf-8"))
+        plans_manager = PlansManager(json.loads(model.file("plans.json").read_text(encoding="utf-8")))
         checkpoints = [_load_checkpoint(model, fold) for fold in folds or _available_folds(model)]
         configuration = checkpoints[0].get("configuration") or checkpoints[0]["init_args"]["configuration"]
         manager = plans_manager.get_configuration(configuration)

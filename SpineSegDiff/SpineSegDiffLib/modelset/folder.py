@@ -80,7 +80,7 @@ def open_model_folder(path: str | Path, expected_kind: str) -> ModelFolder:
             return ModelFolder(path, {"kind": "nnunet", "id": path.name, "trusted_pickles": True})
         raise SpineSegDiffError(f"{path} has no {CONFIG_NAME}: it is not a SpineSegDiff model folder")
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SpineSegDiffError(f"{config_path} is not valid JSON ({error})", "reinstall the model") from None
     _check_header(config, path, expected_kind)
@@ -116,7 +116,7 @@ def _check_checksums(config: dict, path: Path) -> None:
 def write_config(path: Path, config: dict[str, Any], weight_files: list[str]) -> dict[str, Any]:
     """Write ``config.json`` for a finished model folder, with the checksums of ``weight_files``."""
     config = {**config, "format_version": FORMAT_VERSION, "files": {f: sha256_of(path / f) for f in weight_files}}
-    (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return config
 
 

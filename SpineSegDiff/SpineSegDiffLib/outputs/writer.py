@@ -128,7 +128,7 @@ def write_case(result: SegmentationResult, out_dir: Path, stem: str, source: str
         report = build_report(result, source, dict(result.timings))
         if dicom_sources:
             report["warnings"] = write_dicom_seg_or_warn(result, dicom_sources, staged, level_labels)
-        staged["report"].write_text(json.dumps(report, indent=2) + "\n")
+        staged["report"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         for key in SUFFIXES:  # report last
             if staged[key].exists() or key == "report":
                 staged[key].replace(paths[key])
