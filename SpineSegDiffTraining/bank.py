@@ -28,6 +28,7 @@ import torch
 
 from SpineSegDiffLib.errors import SpineSegDiffError
 from SpineSegDiffLib.inference.networks import NetworkConfig
+from SpineSegDiffLib.modelset.folder import DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D
 
 from .configs import (
     FEATURES_2D,
@@ -41,6 +42,7 @@ from .diffusion import DiffusionTrainingConfig, SliceBank, config_to_json, train
 from .nnunet_loop import LoopConfig, load_plans, predict_volume, train_presegmenter
 from .splits import Splits
 from .summary import describe_device
+from .warm_start import RESUME, keep_resumable_state
 
 UNLIMITED = 10**9
 
@@ -90,7 +92,8 @@ def run_bank_nnunet(config: BankNnunetConfig) -> None:
 
 
 def train_bank_refiner(config: BankDiffusionConfig, spatial_dims: int) -> None:
-    """The 2D or 3D diffusion model from the out-of-fold presegmentations in ``run/oof``."""
+    """The 2D or 3D diffusion model from the out-of-fold presegmentations in ``run/oof``; its resumable state
+    is also left in ``run/resume/<model id>/checkpoint.pt``, to carry back next to the bundled folder."""
     from .volumes import VolumeBank
 
     use_bank_device(config.threads)
@@ -101,8 +104,10 @@ def train_bank_refiner(config: BankDiffusionConfig, spatial_dims: int) -> None:
                                        iterations=UNLIMITED, batch_size=config.batch_size, checkpoint_every=500)
     bank = (SliceBank if spatial_dims == 2 else VolumeBank)(files, splits.train_val, presegmentations, config.device)
     run_dir = config.run / ("diffusion" if spatial_dims == 2 else "diffusion-3d")
-    train_diffusion(bank, training, run_dir, config.minutes, config.device)
+    train_diffusion(bank, training, run_dir, config.minutes, config.device, config.init_from)
     (run_dir / "config.json").write_text(json.dumps(config_to_json(training), indent=2))
+    model_id = DEFAULT_DIFFUSION if spatial_dims == 2 else DEFAULT_DIFFUSION_3D
+    keep_resumable_state(run_dir, config.run / RESUME / model_id)
 
 
 def run_bank_diffusion(config: BankDiffusionConfig) -> None:
@@ -143,11 +148,12 @@ def run_bank_all(config: BankAllConfig) -> dict:
                                                               batch_size=config.nnunet_batch), logs / f"fold_{f}.txt")
           for f in folds})
     nnunet_done = time.time()
-    refiners = {"2d": ("bank-diffusion", BankDiffusionConfig, config.diffusion_batch),
-                "3d": ("bank-diffusion3d", BankDiffusion3dConfig, config.diffusion3d_batch)}
-    wait({f"diffusion {d}": launch(stage, kind(**common, minutes=config.diffusion_minutes, batch_size=batch),
-                                   logs / f"diffusion_{d}.txt")
-          for d, (stage, kind, batch) in refiners.items()})
+    refiners = {"2d": ("bank-diffusion", BankDiffusionConfig, config.diffusion_batch, DEFAULT_DIFFUSION),
+                "3d": ("bank-diffusion3d", BankDiffusion3dConfig, config.diffusion3d_batch, DEFAULT_DIFFUSION_3D)}
+    init = (lambda name: config.init_models / name) if config.init_models else (lambda name: None)  # noqa: E731
+    wait({f"diffusion {d}": launch(stage, kind(**common, minutes=config.diffusion_minutes, batch_size=batch,
+                                               init_from=init(name)), logs / f"diffusion_{d}.txt")
+          for d, (stage, kind, batch, name) in refiners.items()})
     summary = {"device": describe_device(config.device), "nnunet_wall_minutes": round((nnunet_done - started) / 60, 2),
                "diffusion_wall_minutes": round((time.time() - nnunet_done) / 60, 2), "folds": folds}
     (config.run / "summary.json").write_text(json.dumps(summary, indent=2))

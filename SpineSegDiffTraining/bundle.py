@@ -28,6 +28,7 @@ from SpineSegDiffLib.modelset.settings import DiffusionSettings
 
 from .configs import PRESEGMENTER_CONFIGURATION, BankBundleConfig, BundleConfig
 from .nnunet_loop import LoopConfig, presegmenter_checkpoint
+from .warm_start import init_provenance
 
 BANK_DATA = "SPIDER T2 (bank of model-space train/validation cases)"
 
@@ -52,6 +53,8 @@ def bundle_diffusion(run_dir: Path, destination: Path, training: dict, inference
         "diffusion": dataclasses.asdict(schedule), "preprocessing": preprocessing_config(),
         "training": {**training, "config": config, "iterations_done": state["iteration"]},
     }
+    if init_provenance(run_dir) is not None:
+        model_config["training"]["init_from"] = init_provenance(run_dir)
     if inference:
         model_config["inference"] = inference
     write_config(destination, model_config, ["weights.pt"])

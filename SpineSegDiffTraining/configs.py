@@ -80,6 +80,13 @@ class _Refiner(_Trainer):
 
 
 @frozen
+class _WarmStart:
+    init_from: Path | None = option(None, "warm start: a diffusion model folder of the same network (its weights, "
+                                          "or its resume/checkpoint.pt to continue that run); ignored once the run "
+                                          "has a checkpoint of its own (default: from scratch)")
+
+
+@frozen
 class _Patch:
     patch_size: tuple[int, int, int] = option(PATCH_3D, "3D training patch: slices, rows, columns")
 
@@ -106,7 +113,7 @@ class NnunetConfig(_OnDevice, _Trainer, PrepareConfig):
 
 
 @frozen
-class DiffusionConfig(_OnDevice, _Refiner, PrepareConfig):
+class DiffusionConfig(_WarmStart, _OnDevice, _Refiner, PrepareConfig):
     """``diffusion``: the 2D diffusion model, from the nnU-Net folds' presegmentations."""
 
 
@@ -180,7 +187,7 @@ class BankNnunetConfig(_BankDevice, _Bank):
 
 
 @frozen
-class BankDiffusionConfig(_BankDevice, _Bank):
+class BankDiffusionConfig(_WarmStart, _BankDevice, _Bank):
     """``bank-diffusion``: the 2D refiner from the out-of-fold labels of ``bank-nnunet``."""
 
     minutes: float = option(1.0, "training time")
@@ -201,6 +208,8 @@ class BankAllConfig(_BankDevice, _Bank):
     nnunet_batch: int = option(24, "slices per presegmenter step")
     diffusion_batch: int = option(16, "crops per 2D refiner step")
     diffusion3d_batch: int = option(4, "patches per 3D refiner step")
+    init_models: Path | None = option(None, "warm-start each refiner from its folder here (e.g. Resources/Models, "
+                                            "the init of bank-diffusion; default: from scratch)")
 
 
 @frozen

@@ -159,14 +159,17 @@ def diffusion_loss(logits: torch.Tensor, target: torch.Tensor, dice: DiceLoss) -
     return terms
 
 
-def train_diffusion(bank, config: DiffusionTrainingConfig, work_dir: Path,
-                    max_minutes: float | None = None, device: str | torch.device = "cpu") -> SpineSegDiffNet:
-    """Train (resuming from ``work_dir/checkpoint.pt``); logs losses to ``work_dir/losses.csv``.
+def train_diffusion(bank, config: DiffusionTrainingConfig, work_dir: Path, max_minutes: float | None = None,
+                    device: str | torch.device = "cpu", init_from: Path | None = None) -> SpineSegDiffNet:
+    """Train (resuming from ``work_dir/checkpoint.pt``, else warm-starting from the model folder ``init_from``
+    when given, see :mod:`.warm_start`); logs losses to ``work_dir/losses.csv``.
 
     ``bank.sample(config, generator)`` gives one batch ``(image (B,1,*s), target (B,*s), start (B,*s))``
     on the bank's device: a :class:`SliceBank` for 2D, a :class:`~.volumes.VolumeBank` for 3D; the loop is
     the same. On CUDA the forward pass runs under bfloat16 autocast.
     """
+    from .warm_start import start_training_state
+
     device = torch.device(device)
     torch.manual_seed(config.seed)
     net = SpineSegDiffNet(config.network).to(device)
@@ -174,7 +177,7 @@ def train_diffusion(bank, config: DiffusionTrainingConfig, work_dir: Path,
     scheduler = make_scheduler(config.num_train_timesteps)
     generator = torch.Generator().manual_seed(config.seed)
     state_file = work_dir / "checkpoint.pt"
-    iteration, elapsed = resume_training_state(state_file, net, optimizer, generator)
+    iteration, elapsed = start_training_state(work_dir, init_from, net, optimizer, generator, config.network)
     started = time.time() - elapsed
     dice = DiceLoss(include_background=True, softmax=True)
     deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")

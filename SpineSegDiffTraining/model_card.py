@@ -79,6 +79,10 @@ def _description(config: dict) -> str:
         text += (f" Trained on patches of {config['training']['config']['patch_size']} (slices, rows, columns) of "
                  f"whole model-space volumes; inference with MONAI's SlidingWindowInferer, windows "
                  f"{inference.get('roi_size')}, overlap {inference.get('overlap')}, Gaussian blending.")
+    init = config.get("training", {}).get("init_from")
+    if init:
+        text += (f" Warm-started from `{init['path']}` (weights sha256 {init['weights_sha256'][:12]}...) after "
+                 f"{init['iterations_before']} iterations.")
     return text
 
 

@@ -132,7 +132,7 @@ def run_diffusion3d(config: Diffusion3dConfig) -> None:
 
 
 def _train(bank, training: DiffusionTrainingConfig, run_dir: Path, config: DiffusionConfig) -> None:
-    train_diffusion(bank, training, run_dir, config.minutes, config.device)
+    train_diffusion(bank, training, run_dir, config.minutes, config.device, config.init_from)
     (run_dir / "config.json").write_text(json.dumps(config_to_json(training), indent=2))
     record_device(run_dir, config.device)
 

@@ -3,6 +3,7 @@ folder's training logs that goes into the model cards."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -66,5 +67,9 @@ def diffusion_log(run_dir: Path) -> dict:
     """Iterations, minutes and last loss of a diffusion run, from its ``losses.csv``."""
     losses = (run_dir / "losses.csv").read_text().splitlines()
     last = dict(zip(losses[0].split(","), losses[-1].split(",")))
-    return {"iterations": int(last["iteration"]), "minutes": round(float(last.get("elapsed_s", 0)) / 60, 1),
-            "last_loss": float(last["total"])}
+    log = {"iterations": int(last["iteration"]), "minutes": round(float(last.get("elapsed_s", 0)) / 60, 1),
+           "last_loss": float(last["total"])}
+    init = run_dir / "init_from.json"  # written by a warm start (.warm_start)
+    if init.is_file():
+        log["init_from"] = json.loads(init.read_text())
+    return log

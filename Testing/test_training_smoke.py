@@ -143,6 +143,7 @@ def test_bank_run_end_to_end(tmp_path, tiny_dataset):
     assert preseg.config["training"]["hardware"] == "test"
     for name in (DEFAULT_DIFFUSION, DEFAULT_DIFFUSION_3D):
         assert open_model_folder(models / name, "diffusion").config["training"]["iterations_done"] >= 1
+        assert (run_dir / "resume" / name / "checkpoint.pt").is_file()  # the resumable state, to carry back
     image = sitk.ReadImage(str(tiny_dataset / splits.test[0] / "image.nii.gz"))
     result = Segmenter(models, "cpu").segment(image, SegmentOptions(samples=2, steps=1, fused_steps=1))
     assert result.labels.GetSize() == image.GetSize()
