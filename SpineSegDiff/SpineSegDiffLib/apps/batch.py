@@ -77,8 +77,7 @@ class BatchEngine:
         for case in cases:
             entry = case if isinstance(case, dict) else self._run_case(case, work)
             summary["cases"].append(entry)
-            with plain_os_errors(self.out_dir):
-                write_text(json.dumps(summary, indent=2) + "\n", self.out_dir / "summary.json")
+            write_summary(summary, self.out_dir)
             self.log(case_line(entry))
         return summary
 
@@ -138,6 +137,12 @@ def _free_gpu_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def write_summary(summary: dict, out_dir: Path) -> None:
+    """``out_dir/summary.json``, atomically; the operating system's errors as one message naming the folder."""
+    with plain_os_errors(out_dir):
+        write_text(json.dumps(summary, indent=2) + "\n", out_dir / "summary.json")
 
 
 def case_line(entry: dict) -> str:

@@ -25,10 +25,9 @@ from typing import Any
 
 from ..errors import SpineSegDiffError
 from ..header import InputLimits
-from ..io import write_text
 from ..modelset.model_set import open_models
 from ..options import SegmentOptions
-from .batch import BatchEngine, case_line
+from .batch import BatchEngine, case_line, write_summary
 from .cases import Case, plan_batch, segment_file
 
 PLUGIN_NAME = "spinesegdiff-segmenter"
@@ -101,10 +100,10 @@ def run_on_cluster(inputs: list[Path], out_dir: Path, options: SegmentOptions, m
         for index, entry in _finished(futures, planned, show_progress):
             entries[index] = entry
             summary["cases"] = [e for e in entries if e is not None]
-            write_text(_json(summary), out_dir / "summary.json")
+            write_summary(summary, out_dir)
             log(case_line(entry))
     summary["cases"] = [e for e in entries if e is not None]
-    write_text(_json(summary), out_dir / "summary.json")
+    write_summary(summary, out_dir)
     return summary
 
 
@@ -157,9 +156,3 @@ def worker_environment(threads: int) -> dict[str, str]:
 def threads_per_worker(workers: int | None) -> int | None:
     """PyTorch threads for each of ``workers`` local processes: the cores shared out (None on a remote cluster)."""
     return max(1, (os.cpu_count() or 1) // workers) if workers else None
-
-
-def _json(summary: dict) -> str:
-    import json
-
-    return json.dumps(summary, indent=2) + "\n"
