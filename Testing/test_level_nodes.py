@@ -135,6 +135,21 @@ def test_moving_a_line_updates_the_table_and_what_depends_on_it(scene, volume, c
     assert levels_mrml.number(table, "Mean height (mm)", levels_mrml.table_row(table, "L3/L4")) == untouched
 
 
+def test_moving_the_dural_sac_line_updates_the_report_line(scene, volume, case):
+    report, level_labels = case
+    nodes = levels_mrml.load_levels(scene, volume, report, level_labels)
+    table = nodes.table.GetTable()
+    disc = next(d for d in report["discs"] if "dural_sac_ap_diameter" in d.get("lines_lps_mm", {}))
+    row, line = levels_mrml.table_row(table, disc["name"]), nodes.lines[(disc["name"], "dural_sac_ap_diameter")]
+    reading = table.GetColumnByName("Report line")
+    assert reading.GetValue(row) == disc["reading"] and "dural sac" in disc["reading"]
+    start, end = np.array(line.GetNthControlPointPosition(0)), np.array(line.GetNthControlPointPosition(1))
+    line.SetNthControlPointPosition(1, *(start + (end - start) * 2.0))  # the reader doubles it
+    edited = levels_mrml.number(table, "Dural sac AP diameter (mm)", row)
+    assert edited == pytest.approx(2 * disc["dural_sac_ap_diameter_mm"], abs=0.2)
+    assert reading.GetValue(row).endswith(f"dural sac {edited:.1f} mm AP")
+
+
 def test_re_runs_leave_one_table_observer_per_line_and_edits_still_update_the_table(scene, volume, case,
                                                                                    monkeypatch):
     report, level_labels = case

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from test_levels import SC, synthetic_slice
 
+from SpineSegDiffLib.anatomy.conventions import NOT_MEASURED, body_not_segmented, meyerding_grade
 from SpineSegDiffLib.anatomy.levels import find_levels
 from SpineSegDiffLib.anatomy.measurements import measure_levels
 
@@ -44,18 +45,58 @@ def test_wedge_disc_has_different_anterior_and_posterior_heights():
     assert disc["anterior_height_mm"] > disc["posterior_height_mm"] + 2
 
 
+def shifted(labels: np.ndarray, rows: slice, shift: int) -> np.ndarray:
+    """``labels`` with the vertebral body in ``rows`` (columns 100..134) moved ``shift`` pixels anterior."""
+    body = labels[rows, 100:135].copy()
+    labels[rows, 100 - shift:135] = 0
+    labels[rows, 100 - shift:135 - shift] = body
+    return labels
+
+
 def test_slip_of_a_shifted_vertebra():
     labels, image = synthetic_slice(levels=4, body=25, disc=10)
-    rows = slice(300 - 10 - 25 - 10 - 25, 300 - 10 - 25 - 10)  # L4 body
-    body = labels[rows, 100:135].copy()
-    labels[rows, 94:135] = 0
-    labels[rows, 94:129] = body  # L4 moved 6 mm anterior
+    labels = shifted(labels, slice(300 - 10 - 25 - 10 - 25, 300 - 10 - 25 - 10), 6)  # L4 moved 6 mm anterior
     result = measure_levels(find_levels(labels, image), labels)
     l4_l5 = next(d for d in result["discs"] if d["name"] == "L4/L5")
     assert abs(l4_l5["slip_mm"] - 6) <= 1
     assert abs(l4_l5["slip_percent"] - 100 * 6 / 35) <= 3
+    assert l4_l5["meyerding_grade"] == 1 and l4_l5["slip_reference"] == "L5 superior endplate"
     l5_s1 = next(d for d in result["discs"] if d["name"] == "L5/S1")
-    assert l5_s1["slip_mm"] is None  # no sacrum segmented below L5/S1
+    assert l5_s1["slip_mm"] == 0 and l5_s1["meyerding_grade"] == 0  # on the disc's lower surface: no sacrum here
+    assert l5_s1["slip_reference"].startswith("S1 superior endplate, taken as the L5/S1 disc's lower surface")
+
+
+def test_slip_at_l5_s1_without_a_sacrum_is_measured_on_the_disc_floor():
+    labels, image = synthetic_slice(levels=4, body=25, disc=10)
+    labels = shifted(labels, slice(300 - 10 - 25, 300 - 10), 10)  # L5 moved 10 mm anterior over the L5/S1 disc
+    l5_s1 = measure_levels(find_levels(labels, image), labels)["discs"][0]
+    assert l5_s1["name"] == "L5/S1"
+    assert abs(l5_s1["slip_mm"] - 10) <= 1 and abs(l5_s1["slip_percent"] - 100 * 10 / 35) <= 3
+    assert l5_s1["meyerding_grade"] == 2
+
+
+def test_slip_beyond_a_whole_endplate_is_refused_with_its_reason():
+    labels, image = synthetic_slice(levels=4, body=25, disc=10)
+    labels = shifted(labels, slice(300 - 10 - 25 - 10 - 25, 300 - 10 - 25 - 10), 40)  # L4 entirely in front of L5
+    disc = next(d for d in measure_levels(find_levels(labels, image), labels)["discs"] if d["name"] == "L4/L5")
+    for key in ("slip_mm", "slip_percent", "meyerding_grade", "slip_reference"):
+        assert disc[key] is None and disc[NOT_MEASURED][key].startswith("implausible slip")
+
+
+def test_slip_without_the_body_below_says_why():
+    labels, image = synthetic_slice(levels=4, body=25, disc=10)
+    labels[300 - 10 - 25 - 10 - 25:300 - 10 - 25 - 10, 100:135] = 0  # L4 body not segmented
+    discs = {d["name"]: d for d in measure_levels(find_levels(labels, image), labels)["discs"]}
+    assert discs["L3/L4"]["slip_mm"] is None and discs["L3/L4"]["meyerding_grade"] is None
+    assert discs["L3/L4"][NOT_MEASURED]["slip_percent"] == body_not_segmented("below", "L4")
+    assert discs["L4/L5"][NOT_MEASURED]["slip_percent"] == body_not_segmented("above", "L4")
+    assert discs["L5/S1"]["slip_mm"] == 0
+
+
+@pytest.mark.parametrize(("percent", "grade"), [(None, None), (-30.0, 0), (9.9, 0), (10.0, 1), (25.0, 1),
+                                                  (25.1, 2), (50.0, 2), (74.0, 3), (99.0, 4)])
+def test_meyerding_grade(percent, grade):
+    assert meyerding_grade(percent) == grade
 
 
 SAGITTAL_DIRECTION = (0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)

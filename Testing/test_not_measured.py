@@ -20,8 +20,8 @@ from SpineSegDiffLib.anatomy.report import write_levels_csv, write_slice_levels_
 from SpineSegDiffLib.labels import by_key
 
 SAC = "dural_sac_ap_diameter_mm"
-SIGNED = {"slip_mm", "slip_percent"}
-"""Measures for which 0.0 is a value (no slip), not a placeholder."""
+SIGNED = {"slip_mm", "slip_percent", "meyerding_grade"}
+"""Measures for which 0 is a value (no slip), not a placeholder."""
 LENGTHS = {key for key, c in conventions.CONVENTIONS.items() if c.unit in ("mm", "ratio")} - SIGNED
 """Lengths, heights, diameters and the height index: never 0.0."""
 GRADE_KEYS = [m.name for m in report.GRADES]
@@ -127,8 +127,8 @@ def test_measures_without_a_heatmap_or_a_body_below_say_why(sample_slice):
     image, labels = sample_slice
     levels = assess_slice(image, labels)
     lowest = levels["discs"][0]
-    assert lowest["name"] == "L5/S1" and lowest["slip_mm"] is None  # the sample's sacrum is not labelled
-    assert lowest[NOT_MEASURED]["slip_mm"] == conventions.body_not_segmented("below", "S1")
+    assert lowest["name"] == "L5/S1" and lowest["slip_mm"] is not None  # no sacrum labelled: on the disc's floor
+    assert lowest["slip_reference"].startswith("S1 superior endplate, taken as the L5/S1 disc's lower surface")
     assert all(e[NOT_MEASURED]["mean_uncertainty"] == conventions.NO_HEATMAP
                for e in levels["vertebrae"] + levels["discs"] if e["segmented"])
     assert np.isfinite([d["height_index"] for d in levels["discs"][:-1]]).all()

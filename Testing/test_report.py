@@ -44,16 +44,16 @@ VERTEBRA_KEYS = [*HEAD, "anterior_height_mm", "middle_height_mm", "posterior_hei
                  "centroid_lps_mm", "lines_lps_mm", "not_measured"]
 DISC_KEYS = [*HEAD, "anterior_height_mm", "middle_height_mm", "posterior_height_mm", "mean_height_mm",
              "dural_sac_ap_diameter_mm", "mean_uncertainty", "height_index", "slip_mm", "slip_percent",
-             "pfirrmann_grade", "pfirrmann_probabilities", "narrowing_probability", "modic_probability",
-             "centroid_lps_mm", "lines_lps_mm", "not_measured"]
+             "meyerding_grade", "slip_reference", "pfirrmann_grade", "pfirrmann_probabilities", "narrowing_probability",
+             "modic_probability", "reading", "centroid_lps_mm", "lines_lps_mm", "not_measured"]
 """A report entry's keys, in order (``not_measured``, why a null measure is null, last)."""
 LEVELS_HEADER = ("structure,name,from_bottom,segmented,label_value,anterior_height_mm,middle_height_mm,"
                  "posterior_height_mm,depth_mm,mean_uncertainty,centroid_lps_mm,mean_height_mm,dural_sac_ap_diameter_mm,"
-                 "height_index,slip_mm,slip_percent,pfirrmann_grade,pfirrmann_probabilities,narrowing_probability,"
-                 "modic_probability_experimental,not_measured")
+                 "height_index,slip_mm,slip_percent,meyerding_grade,slip_reference,pfirrmann_grade,"
+                 "pfirrmann_probabilities,narrowing_probability,modic_probability_experimental,reading,not_measured")
 SLICES_HEADER = ("slice_index,model_slice,name,kind,from_bottom,segmented,label_value,anterior_height_mm,"
                  "middle_height_mm,posterior_height_mm,mean_height_mm,dural_sac_ap_diameter_mm,mean_uncertainty,"
-                 "height_index,slip_mm,slip_percent,depth_mm,not_measured")
+                 "height_index,slip_mm,slip_percent,meyerding_grade,slip_reference,reading,depth_mm,not_measured")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,8 @@ def test_entries_of_levels_not_segmented_report_what_they_always_did():
     assert list(vertebra.to_dict()) == [*HEAD, "mean_uncertainty", "centroid_lps_mm", "lines_lps_mm", "not_measured"]
     assert vertebra.to_dict()["centroid_lps_mm"] == [0.0, 1.0, 2.0] and vertebra.to_dict()["segmented"] is False
     assert list(disc.to_dict()) == [*HEAD, "centroid_px", *DISC_KEYS[9:-3], "not_measured"]
-    assert disc.to_dict()["not_measured"] == dict.fromkeys(DISC_KEYS[9:-3], NOT_SEGMENTED)
+    assert disc.to_dict()["not_measured"] == dict.fromkeys(DISC_KEYS[9:-4], NOT_SEGMENTED)
+    assert disc.to_dict()["reading"] == "L3/L4: not measured"
     with pytest.raises(ValueError, match="unknown"):
         LevelEntry.from_dict(DISC, {**disc.to_dict(), "disc_volume_mm3": 1.0})
 

@@ -27,6 +27,7 @@ import vtk
 
 from SpineSegDiffLib.anatomy import report as level_report
 from SpineSegDiffLib.anatomy.conventions import NOT_MEASURED, reasons_text
+from SpineSegDiffLib.anatomy.reading import READING, with_dural_sac
 from SpineSegDiffLib.anatomy.report import DISC, HEIGHT_KEYS, TABLE_COLUMNS, VERTEBRA, level_terminology, structure_of
 
 from . import mrml
@@ -42,7 +43,8 @@ MEASUREMENTS_FOLDER_SUFFIX = " SpineSegDiff measurements"
 NAMES_SUFFIX = " SpineSegDiff level names"
 ALTERNATE_SHADE = 0.75
 """Every other level of a structure is drawn this much darker, so that neighbours stand apart."""
-TEXT_COLUMNS = (("Level", "name"), ("Kind", "kind"), ("Edited in Slicer", "edited"), ("Not measured", NOT_MEASURED))
+TEXT_COLUMNS = (("Level", "name"), ("Kind", "kind"), ("Report line", READING), ("Edited in Slicer", "edited"),
+                ("Not measured", NOT_MEASURED))
 NUMBER_COLUMNS = TABLE_COLUMNS
 """``(column name, report key)``; units are part of the column names."""
 TITLES = {key: title for title, key in TEXT_COLUMNS + NUMBER_COLUMNS}
@@ -265,8 +267,8 @@ def forget_removed_lines() -> None:
 
 def follow_line_edits(table_node, lines: dict) -> None:
     """Keep the table in step with the reader: when a measurement line is moved, its length replaces the
-    measured value, the disc's mean height and height indices are recomputed, and the row's "Edited in
-    Slicer" cell names what was changed. Slip and grades are left as measured.
+    measured value, the disc's mean height and height indices are recomputed (and its report line's dural sac
+    diameter), and the row's "Edited in Slicer" cell names what was changed. Slip and grades are left as measured.
 
     Each line has at most one such observer: one added earlier (by a previous run on the same line node) is
     removed first, and so are those of lines no longer in a scene."""
@@ -287,6 +289,9 @@ def apply_line_length(table_node, level: str, measurement: str, length_mm: float
     if row is None:
         return
     set_number(table, LINE_COLUMNS[measurement], row, round(length_mm, 1))
+    if measurement == "dural_sac_ap_diameter":
+        reading = table.GetColumnByName(TITLES[READING])
+        reading.SetValue(row, with_dural_sac(reading.GetValue(row), round(length_mm, 1)))
     edited = table.GetColumnByName("Edited in Slicer")
     done = [e for e in edited.GetValue(row).split(", ") if e]
     label = measurement.replace("_", " ")

@@ -46,6 +46,10 @@ EXPERIMENTAL = "(experimental)"
 """Marks a measure whose validation is too weak to rely on, in its title (Slicer's column) and CSV column."""
 DURAL_SAC_WALK_MM = 80.0
 """How far behind a disc's centre the dural sac is looked for."""
+LISTHESIS_PERCENT = 10.0
+"""Anterior slip (% of the reference endplate) from which a level is graded Meyerding I; below it, grade 0."""
+MAX_SLIP_PERCENT = 100.0
+"""A slip beyond a whole endplate (spondyloptosis) on one slice is far likelier a segmentation error: refused."""
 _AT = "across the level (along its short axis; a vertebral body takes the mean axis of its adjacent discs), through"
 CONVENTIONS: Mapping[str, Convention] = {
     "anterior_height_mm": Convention("Anterior height", "mm", f"extent {_AT} the point 10 % of its depth from its "
@@ -65,10 +69,19 @@ CONVENTIONS: Mapping[str, Convention] = {
                                    "over the level's pixels"),
     "height_index": Convention("Height index", "ratio", "a disc's mean height over the depth of the vertebral body "
                                "above it (Frobin et al., Clin Biomech 12 Suppl 1, 1997)"),
-    "slip_mm": Convention("Slip", "mm", "how far the upper body's posterior-inferior corner lies anterior to the lower "
-                          "body's posterior-superior corner, along the disc between them; positive for "
-                          "anterolisthesis"),
-    "slip_percent": Convention("Slip", "%", "the slip over the lower body's depth"),
+    "slip_mm": Convention("Slip", "mm", "how far the posterior wall of the body above the disc lies anterior to the "
+                          "posterior wall of the body below at their shared disc, along the disc (each wall placed "
+                          "at its endplate by the median over the rows 10-35 % of the body's height from it); "
+                          "positive for anterolisthesis, negative for retrolisthesis"),
+    "slip_percent": Convention("Slip", "%", "the slip over the length of the reference endplate (the superior "
+                               "endplate of the body below; Meyerding 1932)"),
+    "meyerding_grade": Convention("Meyerding grade", "grade 0-4", f"0 below {LISTHESIS_PERCENT:.0f} % anterior slip "
+                                  f"(within the measure's spread on discs radiologists graded free of listhesis), "
+                                  "then I up to 25 %, II to 50 %, III to 75 %, IV to 100 %; retrolisthesis is not "
+                                  "graded (see the signed slip)"),
+    "slip_reference": Convention("Slip reference", "text", "the endplate the slip was measured on: the superior "
+                                 "endplate of the body below, or at L5/S1 without a segmented sacrum the disc's lower "
+                                 "surface standing for S1's"),
     "pfirrmann_grade": Convention("Pfirrmann grade", "grade 1-5", "the most probable Pfirrmann grade; null "
                                   "(uncertain) when its calibrated probability is below the grader's abstain "
                                   "threshold, and no grades at all when the level naming is uncertain"),
@@ -108,6 +121,26 @@ def naming_uncertain(reasons: Sequence[str]) -> str:
 def grade_uncertain(top_probability: float, threshold: float) -> str:
     """Why a disc's Pfirrmann grade is null although graded: its top (calibrated) probability is too low."""
     return f"uncertain (top probability {top_probability:.2f} < {threshold:.2f})"
+
+
+def meyerding_grade(slip_percent: float | None) -> int | None:
+    """Meyerding grade of an anterior slip (``slip_percent``, % of the reference endplate): 0 below
+    :data:`LISTHESIS_PERCENT` (and for any retrolisthesis), I up to 25 %, II to 50 %, III to 75 %, IV to 100 %."""
+    if slip_percent is None:
+        return None
+    return 0 if slip_percent < LISTHESIS_PERCENT else min(4, math.ceil(slip_percent / 25.0))
+
+
+def slip_refused(slip_percent: float, reference_fraction: float, min_fraction: float) -> str | None:
+    """Why a measured slip is not reported: beyond :data:`MAX_SLIP_PERCENT` either way, or measured on a reference
+    endplate under ``min_fraction`` of the upper body's (``reference_fraction``); None when it is plausible."""
+    if abs(slip_percent) > MAX_SLIP_PERCENT:
+        return (f"implausible slip ({slip_percent:.0f} % of the endplate below): more likely a segmentation error "
+                "than a spondyloptosis; check the image")
+    if reference_fraction < min_fraction:
+        return (f"the endplate below is {reference_fraction:.0%} as long as the one above: not whole on this slice, "
+                "so the slip cannot be put in proportion")
+    return None
 
 
 UNKNOWN = "not measured"

@@ -27,19 +27,34 @@ above or below, no heatmap) is None, with the reason in the entry's ``not_measur
 Dural sac diameter: the segmentation's "spinal canal" label holds the CSF-filled dural sac, not the bony canal;
 its anteroposterior width is taken on the line from the disc's centre posterior along the disc's long axis.
 
-Sagittal slip (Meyerding-style percentage): the offset of the posterior wall of the upper body relative
-to the lower one, along the disc between them, divided by the lower body's depth; positive means the
-upper vertebra lies anterior (anterolisthesis).
+Sagittal slip (Meyerding): how far the posterior wall of the upper body lies anterior to the posterior wall of
+the lower one at the disc between them, along the disc, in mm and as a percentage of the lower body's superior
+endplate (H. W. Meyerding, "Spondylolisthesis", Surg Gynecol Obstet 54:371-377, 1932). Each wall is placed where it
+meets its endplate by the median of the body's posterior-most pixel over the rows 10-35 % of its height from that
+endplate, so that a rounded corner, an osteophyte or a pedicle remnant does not move it. At L5/S1, where the
+sacrum is rarely segmented (never in SPIDER's labels), the S1 endplate is the disc's lower surface: its
+posterior-inferior and anterior-inferior corners. The slip's ``meyerding_grade`` and ``slip_reference`` (which
+endplate it was measured on) come with it; an implausible slip (beyond a whole endplate, or on a reference endplate
+too short to be whole on the slice) is refused with its reason. Conventions and thresholds are in
+:mod:`.conventions`.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 
 from ..labels import by_key
-from .conventions import DURAL_SAC_WALK_MM, NO_DURAL_SAC, NO_HEATMAP, body_not_segmented
+from .conventions import (
+    DURAL_SAC_WALK_MM,
+    NO_DURAL_SAC,
+    NO_HEATMAP,
+    body_not_segmented,
+    meyerding_grade,
+    slip_refused,
+)
 from .instances import principal_axes
 from .levels import Level, Levels, vertebra_name
 from .report import HEIGHT_KEYS, LevelEntry, LevelReport, height_index, mean_height
@@ -84,11 +99,6 @@ def depth_line(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> tuple[
     middle = (v.min() + v.max()) / 2
     low, high = u.min() - 0.5, u.max() + 0.5
     return float(high - low), (frame_point(low, middle, frame), frame_point(high, middle, frame))
-
-
-def depth(mask: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> float:
-    """Extent along ``u`` in pixels."""
-    return depth_line(mask, frame)[0]
 
 
 def first_run(mask: np.ndarray, start: np.ndarray, direction: np.ndarray,
@@ -189,21 +199,67 @@ def measure_disc(levels: Levels, disc: Level, labels: np.ndarray, frames: dict, 
     return level_entry(disc, lines, heatmap, mask, not_measured, **values)
 
 
-def endplate_wall(mask: np.ndarray, frame, upper_end: bool, band: float = 5.0) -> float:
-    """Largest ``u`` (posterior wall) among the pixels within ``band`` pixels of one endplate."""
+WALL_ROWS = (0.10, 0.35)
+"""The rows, as fractions of a body's height from one endplate, whose edge pixels place its walls at that endplate."""
+MIN_REFERENCE_FRACTION = 0.6
+"""A reference endplate shorter than this fraction of the upper body's is not whole on the slice: slip refused."""
+
+
+class Walls(NamedTuple):
+    """A body's (or a disc surface's) posterior and anterior edges at one endplate, as ``u`` in pixels."""
+
+    posterior: float
+    anterior: float
+
+    @property
+    def length(self) -> float:
+        """The endplate's length in pixels, counted end to end."""
+        return self.posterior - self.anterior + 1.0
+
+
+def body_walls(mask: np.ndarray, frame, upper_end: bool) -> Walls:
+    """The walls of a body at its upper (``upper_end``) or lower endplate: the medians of each row's posterior-most
+    and anterior-most pixel over the rows :data:`WALL_ROWS` of its height from that endplate."""
     u, v = project(mask, frame)
-    near = v >= v.max() - band if upper_end else v <= v.min() + band
-    return float(u[near].max())
+    rows = np.round(v).astype(int)
+    top, bottom = rows.max(), rows.min()
+    near, far = (top - WALL_ROWS[0] * (top - bottom), top - WALL_ROWS[1] * (top - bottom)) if upper_end else \
+        (bottom + WALL_ROWS[0] * (top - bottom), bottom + WALL_ROWS[1] * (top - bottom))
+    band = [r for r in np.unique(rows) if min(near, far) <= r <= max(near, far)] or [top if upper_end else bottom]
+    return Walls(float(np.median([u[rows == r].max() for r in band])),
+                 float(np.median([u[rows == r].min() for r in band])))
 
 
-def slip(levels: Levels, lower: Level, upper: Level, frame, spacing: float) -> tuple[float, float] | None:
-    """``(mm, % of the lower body's depth)``: how far the upper body's posterior-inferior corner lies
-    anterior to the lower body's posterior-superior corner, along the disc between them."""
-    low, up = levels.mask(lower), levels.mask(upper)
-    if not (low.any() and up.any()):
-        return None
-    offset = (endplate_wall(low, frame, upper_end=True) - endplate_wall(up, frame, upper_end=False)) * spacing
-    return round(offset, 1), round(100.0 * offset / (depth(low, frame) * spacing), 1)
+def disc_floor(mask: np.ndarray, frame) -> Walls:
+    """The lower surface of a disc, standing for the endplate under it: its posterior-inferior and anterior-inferior
+    corners (the pixels furthest along ``u - v`` and ``-u - v``)."""
+    u, v = project(mask, frame)
+    return Walls(float(u[np.argmax(u - v)]), float(u[np.argmax(-u - v)]))
+
+
+class Slip(NamedTuple):
+    """A slip as reported: mm and % (None when refused), the endplate it was measured on, why it was refused."""
+
+    mm: float | None
+    percent: float | None
+    reference: str
+    refused: str | None = None
+
+
+def slip(levels: Levels, disc: Level, lower: Level | None, upper: Level, frame, spacing: float) -> Slip:
+    """The Meyerding slip of ``upper`` over the endplate under ``disc``: the lower body's superior endplate, or at
+    L5/S1 without a segmented sacrum the disc's lower surface; refused (None, with the reason) beyond a whole
+    endplate or on a reference endplate shorter than :data:`MIN_REFERENCE_FRACTION` of the upper body's."""
+    upper_walls = body_walls(levels.mask(upper), frame, upper_end=False)
+    if lower is not None:
+        reference, walls = f"{lower.name} superior endplate", body_walls(levels.mask(lower), frame, upper_end=True)
+    else:
+        reference, walls = "S1 superior endplate, taken as the L5/S1 disc's lower surface", \
+            disc_floor(levels.mask(disc), frame)
+    offset = walls.posterior - upper_walls.posterior
+    mm, percent = round(offset * spacing, 1), round(100.0 * offset / walls.length, 1)
+    why = slip_refused(percent, walls.length / upper_walls.length, MIN_REFERENCE_FRACTION)
+    return Slip(None, None, reference, why) if why else Slip(mm, percent, reference)
 
 
 def measure_report(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | None = None,
@@ -240,28 +296,37 @@ def measure_levels(levels: Levels, labels: np.ndarray, heatmap: np.ndarray | Non
 
 def add_relations(levels: Levels, discs: list[LevelEntry], vertebrae: list[LevelEntry], frames: dict,
                   spacing: float) -> list[LevelEntry]:
-    """The discs with their ``height_index`` (vs the body above) and the slip of the body above over the one below,
-    each None with its reason when a body is not segmented."""
-    by_number = {v.from_bottom: v for v in levels.vertebrae}
+    """The discs with their ``height_index`` (vs the body above) and the slip of the body above (:func:`slip`), each
+    None with its reason when it cannot be taken."""
+    by_number = {v.from_bottom: v for v in levels.vertebrae if not v.missing}
+    by_disc = {d.from_bottom: d for d in levels.discs}
     depths = {v.from_bottom: v.depth_mm for v in vertebrae}
     related = []
     for entry in discs:
         number = entry.from_bottom
         lower, upper = by_number.get(number - 1), by_number.get(number)
-        shift = slip(levels, lower, upper, frames[number], spacing) if lower and upper and number in frames else None
-        slip_mm, slip_percent = shift if shift else (None, None)
+        measurable = upper and number in frames and (lower or number == 1)
+        shift = slip(levels, by_disc[number], lower, upper, frames[number], spacing) if measurable else None
         why = {**entry.not_measured, **(relation_reasons(levels, number) if entry.segmented else {})}
+        if shift is not None and shift.refused:
+            why |= dict.fromkeys(SLIP_KEYS, shift.refused)
+        values = {"slip_mm": shift.mm, "slip_percent": shift.percent, "meyerding_grade": meyerding_grade(shift.percent),
+                  "slip_reference": shift.reference} if shift and not shift.refused else {}
         related.append(replace(entry, height_index=height_index(entry.mean_height_mm, depths.get(number)),
-                               slip_mm=slip_mm, slip_percent=slip_percent, not_measured=why))
+                               not_measured=why, **values))
     return related
+
+
+SLIP_KEYS = ("slip_mm", "slip_percent", "meyerding_grade", "slip_reference")
 
 
 def relation_reasons(levels: Levels, number: int) -> dict[str, str]:
     """Why the height index and the slip of the disc ``number`` (``from_bottom``) would be None: the vertebral body
-    above (the height index's depth, the slip's upper body) or below (the slip's lower body) is not segmented.
-    Only read where the measure is None (:meth:`~.report.LevelEntry.reasons`)."""
+    above (the height index's depth, the slip's upper body) or below (the slip's lower body; at L5/S1 the disc's lower
+    surface stands for S1) is not segmented. Only read where the measure is None
+    (:meth:`~.report.LevelEntry.reasons`)."""
     segmented = {v.from_bottom for v in levels.vertebrae if not v.missing}
     above = None if number in segmented else body_not_segmented("above", vertebra_name(number))
-    below = None if number - 1 in segmented else body_not_segmented("below", vertebra_name(number - 1))
+    below = None if number - 1 in segmented or number == 1 else body_not_segmented("below", vertebra_name(number - 1))
     reasons = {"height_index": above} if above else {}
-    return reasons | ({"slip_mm": above or below, "slip_percent": above or below} if above or below else {})
+    return reasons | (dict.fromkeys(SLIP_KEYS, above or below) if above or below else {})

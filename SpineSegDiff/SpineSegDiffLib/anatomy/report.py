@@ -23,6 +23,7 @@ from .conventions import CONVENTIONS, CSV_COLUMNS, NOT_MEASURED, NOT_SEGMENTED, 
 from .conventions import HEIGHT_KEYS as HEIGHT_KEYS
 from .conventions import height_index as height_index
 from .conventions import mean_height as mean_height
+from .reading import READING, disc_reading
 
 VERTEBRA, DISC = "vertebra", "disc"
 
@@ -109,6 +110,8 @@ class LevelEntry:
     height_index: float | None = _measure((DISC,), ALWAYS)
     slip_mm: float | None = _measure((DISC,), ALWAYS)
     slip_percent: float | None = _measure((DISC,), ALWAYS)
+    meyerding_grade: int | None = _measure((DISC,), ALWAYS)
+    slip_reference: str | None = _measure((DISC,), ALWAYS)
     pfirrmann_grade: int | None = _measure((DISC,), GRADED)
     pfirrmann_probabilities: tuple[float, ...] | None = _measure((DISC,), GRADED)
     narrowing_probability: float | None = _measure((DISC,), GRADED)
@@ -139,10 +142,13 @@ class LevelEntry:
     def to_dict(self) -> dict[str, Any]:
         """The report's entry: ``name``, ``from_bottom``, ``segmented``, ``label_value``, the measures, then
         ``centroid_lps_mm`` and ``lines_lps_mm`` (lists); in pixels ``centroid_px`` comes before the measures
-        and ``lines_px`` (tuples) after them; last :data:`~.conventions.NOT_MEASURED` (:meth:`reasons`)."""
+        and ``lines_px`` (tuples) after them; last :data:`~.conventions.NOT_MEASURED` (:meth:`reasons`). A disc's
+        measures end with its :data:`~.reading.READING`, the line to paste into a report draft."""
         head = {"name": self.name, "from_bottom": self.from_bottom, "segmented": self.segmented,
                 "label_value": self.label_value}
         measures = {key: list(value) if isinstance(value, tuple) else value for key, value in self.measures().items()}
+        if self.kind == DISC:
+            measures[READING] = disc_reading({"name": self.name, **measures})
         why = {NOT_MEASURED: self.reasons()}
         if self.in_patient:
             lines = {name: [list(point) for point in line] for name, line in self.lines.items()}
@@ -155,7 +161,7 @@ class LevelEntry:
         """The entry of a report (:meth:`to_dict` of either form); ``ValueError`` for a key it does not know."""
         space = "lps_mm" if "centroid_lps_mm" in entry else "px"
         unknown = set(entry) - {"name", "from_bottom", "segmented", "label_value", f"centroid_{space}",
-                                f"lines_{space}", NOT_MEASURED} - {m.name for m in MEASURES}
+                                f"lines_{space}", NOT_MEASURED, READING} - {m.name for m in MEASURES}
         segmented = entry.get("label_value") is not None
         if unknown or entry.get("segmented", segmented) != segmented:
             raise ValueError(f"level {entry.get('name')!r}: unknown keys {sorted(unknown)}, or segmented "
@@ -182,8 +188,8 @@ MEASURES = tuple(f for f in fields(LevelEntry) if f.metadata)
 """The measure fields of :class:`LevelEntry` (``name``, ``metadata["kinds"]``, ``metadata["present"]``)."""
 GRADES = tuple(f for f in MEASURES if f.metadata["present"] == GRADED)
 TABLE_KEYS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "mean_height_mm", "depth_mm",
-              "height_index", "dural_sac_ap_diameter_mm", "slip_mm", "slip_percent", "pfirrmann_grade",
-              "narrowing_probability", "modic_probability", "mean_uncertainty")
+              "height_index", "dural_sac_ap_diameter_mm", "slip_mm", "slip_percent", "meyerding_grade",
+              "pfirrmann_grade", "narrowing_probability", "modic_probability", "mean_uncertainty")
 TABLE_COLUMNS = (("From bottom", "from_bottom"), *((CONVENTIONS[key].column, key) for key in TABLE_KEYS))
 """The number columns of Slicer's levels table, in its order: ``(title, entry key)``, units in the titles."""
 
