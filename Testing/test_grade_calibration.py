@@ -7,10 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
+from conftest import SHARED_DATA
 from test_grading import t2_slice
+from test_levels import SC
 
 from SpineSegDiffLib.anatomy.assessment import assess_report
 from SpineSegDiffLib.anatomy.calibration import CALIBRATION_KEY, Calibration, tempered
+from SpineSegDiffLib.anatomy.contrast import canal_to_vertebra, not_t2
 from SpineSegDiffLib.anatomy.conventions import CONVENTIONS, EXPERIMENTAL
 from SpineSegDiffLib.anatomy.grading import GRADES, DiscGrader
 from SpineSegDiffLib.anatomy.levels import find_levels
@@ -24,6 +28,8 @@ from SpineSegDiffTraining.grading_calibration import (
     fit_temperature,
     write_calibration,
 )
+
+SPIDER = SHARED_DATA / "spider-t2space"
 
 
 def grader_with(tmp_path, **calibration) -> DiscGrader:
@@ -69,6 +75,31 @@ def test_no_grades_when_the_naming_is_uncertain_and_the_reason_says_so(tmp_path)
         assert all(disc[key] is None for key in grades)
         why = disc["not_measured"]["pfirrmann_grade"]
         assert why == "level naming uncertain: the lowest disc is not above the sacrum"
+
+
+def test_no_grades_on_a_t1_like_contrast_and_the_reason_says_so(tmp_path):
+    image, labels = t2_slice()
+    t1_like = np.where(labels == SC, 60.0, image).astype(np.float32)  # CSF darker than bone, as on T1
+    assert canal_to_vertebra(image, labels) == pytest.approx(250 / 120) and not_t2(image, labels) is None
+    assert canal_to_vertebra(t1_like, labels) == pytest.approx(0.5)
+    report = assess_report(find_levels(labels, t1_like), t1_like, labels, grader=grader_with(tmp_path))
+    for disc in (d.to_dict() for d in report.discs if d.segmented):
+        assert disc["pfirrmann_grade"] is None and disc["narrowing_probability"] is None
+        assert disc["not_measured"]["pfirrmann_grade"].startswith("the image does not look T2-weighted")
+
+
+def test_the_bundled_t2_sample_and_every_spider_series_pass_the_contrast_check():
+    from test_not_measured import SAMPLE
+
+    from SpineSegDiffLib.inference.preprocess import labels_to_model_space, to_model_space
+
+    folders = [SAMPLE, *sorted(SPIDER.glob("spider_*"))] if SPIDER.is_dir() else [SAMPLE]
+    for folder in folders:
+        images, geometry = to_model_space(sitk.ReadImage(str(folder / "image.nii.gz")), "all")
+        labels = labels_to_model_space(sitk.Cast(sitk.ReadImage(str(folder / "mask.nii.gz")), sitk.sitkUInt8),
+                                       geometry)
+        k = len(labels) // 2
+        assert canal_to_vertebra(images[k], labels[k]) >= 1.0, folder.name
 
 
 def test_modic_is_marked_experimental_in_conventions_csv_and_table(tmp_path):

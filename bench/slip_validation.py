@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from naming_validation import DATA, central_index, graded_labels, level_map  # noqa: E402
+from naming_validation import DATA, central_index, graded_labels, level_map, pipeline_labels  # noqa: E402
 
 from SpineSegDiffLib.anatomy.conventions import LISTHESIS_PERCENT  # noqa: E402
 from SpineSegDiffLib.anatomy.levels import find_levels  # noqa: E402
@@ -132,17 +132,6 @@ def evaluate(data: Path, source: str, labels_of) -> dict:
             "negatives_percent": [round(float(q), 1) for q in np.percentile(
                 [r["slip_percent"] for r in lumbar if not r["listhesis"] and r["slip_percent"] is not None],
                 [5, 50, 95])]}
-
-
-def pipeline_labels(folder: Path, segmentations: Path) -> Path | None:
-    """The ``spinesegdiff segment`` labelmap of one series in ``segmentations`` (named ``image`` or
-    ``<series>_image`` when the batch disambiguated the stems), or None."""
-    for stem in (f"{folder.name}_image", "image"):
-        candidate = segmentations / f"{stem}_labels.nii.gz"
-        report = segmentations / f"{stem}_report.json"
-        if candidate.exists() and folder.name in json.loads(report.read_text(encoding="utf-8"))["input"]:
-            return candidate
-    return None
 
 
 def fmt(value: float, interval: list[float]) -> str:

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .contrast import not_t2
 from .conventions import NO_GRADER, naming_uncertain
 from .levels import Levels, find_levels
 from .measurements import measure_report
@@ -47,7 +48,7 @@ def assess_report(levels: Levels, image: np.ndarray, labels: np.ndarray, heatmap
     coordinates when ``to_patient`` is given."""
     measured = measure_report(levels, labels, heatmap, spacing_mm)
     discs = [disc.to_dict() for disc in measured.discs]
-    refused = naming_uncertain(measured.naming_reasons) if measured.naming_uncertain else None
+    refused = naming_uncertain(measured.naming_reasons) if measured.naming_uncertain else not_t2(image, labels)
     grades = grader.grade(image, labels, levels, discs) if grader is not None and not refused else {}
     graded = replace(measured, discs=tuple(graded_disc(disc, grades, grader is not None, refused)
                                            for disc in measured.discs))
@@ -57,7 +58,7 @@ def assess_report(levels: Levels, image: np.ndarray, labels: np.ndarray, heatmap
 def graded_disc(disc: LevelEntry, grades: dict[int, dict], have_grader: bool, refused: str | None = None) -> LevelEntry:
     """The disc with its grades from ``grades`` (by ``from_bottom``) and the grader's reasons for a null one (an
     abstained grade); segmented discs say why their grades are None without a grader, or when grading was
-    ``refused`` (the reason: the level naming is uncertain)."""
+    ``refused`` (the reason: the level naming is uncertain, or the image does not look T2-weighted)."""
     reason = NO_GRADER if not have_grader else refused
     why = {m.name: reason for m in GRADES} if reason and disc.segmented else {}
     given = grades.get(disc.from_bottom) or {}
